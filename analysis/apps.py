@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class AnalysisConfig(AppConfig):
+    """Verdicts, alerts and the team's pages."""
+
+    name = "analysis"
+    default_auto_field = "django.db.models.BigAutoField"

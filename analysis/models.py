@@ -1,0 +1,1 @@
+"""Verdicts and alerts (see the missing-vote analyzer)."""

@@ -1,0 +1,58 @@
+# Shared by bin/run and bin/test: a virtual environment with the pinned requirements.
+# Re-installs only when a requirements file changed (a hash stamp in .venv).
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+PYTHON="${PYTHON:-python3}"
+VENV="$ROOT/.venv"
+
+ensure_venv() {
+    # $@: requirement files to install
+    if ! "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null; then
+        echo "ctop: Python 3.11 or newer is needed (tried '$PYTHON'; set PYTHON=/path/to/python3.11)" >&2
+        exit 2
+    fi
+    if [ ! -x "$VENV/bin/python" ]; then
+        echo "ctop: creating the virtual environment in .venv"
+        "$PYTHON" -m venv "$VENV" || { echo "ctop: could not create .venv (is python3-venv installed?)" >&2; exit 2; }
+    fi
+    local stamp="$VENV/.ctop-requirements" want
+    want="$(cat "$@" requirements.txt | sha256sum | cut -d' ' -f1)"
+    if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+        echo "ctop: installing requirements into .venv ($*)"
+        local args=()
+        for f in "$@"; do args+=(-r "$f"); done
+        if ! "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${args[@]}"; then
+            echo "ctop: installing the requirements failed (see pip's message above)" >&2
+            exit 2
+        fi
+        echo "$want" > "$stamp"
+    fi
+}
+
+# One clear line if PostgreSQL or Redis is not reachable, instead of a traceback later.
+check_services() {
+    "$VENV/bin/python" - <<'PY' || exit 2
+import os, sys
+import environ, psycopg, redis
+env = environ.Env()
+if os.path.isfile(".env"):
+    env.read_env(".env", overwrite=False)
+db = env.db("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/ctop")
+try:
+    psycopg.connect(host=db["HOST"] or None, port=db["PORT"] or None, user=db["USER"] or None,
+                    password=db["PASSWORD"] or None, dbname="postgres", connect_timeout=3).close()
+except Exception as exc:
+    print(f"ctop: PostgreSQL is not reachable at {db['HOST']}:{db['PORT'] or 5432} ({str(exc).strip().splitlines()[0]}); "
+          "start it or set DATABASE_URL", file=sys.stderr)
+    sys.exit(1)
+url = os.environ.get("TEST_REDIS_URL") if os.environ.get("CTOP_CHECK_TEST_REDIS") else None
+url = url or env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
+try:
+    redis.Redis.from_url(url, socket_connect_timeout=3).ping()
+except Exception as exc:
+    print(f"ctop: Redis is not reachable at {url} ({exc}); start it or set REDIS_URL", file=sys.stderr)
+    sys.exit(1)
+PY
+}

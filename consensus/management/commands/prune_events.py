@@ -1,0 +1,49 @@
+"""`manage.py prune_events --older-than 7d`: retention for the consensus event tables."""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
+
+from consensus.models import Chain
+from consensus.retention import prune
+from ctop_project.cli import parse_duration
+
+
+class Command(BaseCommand):
+    help = "Delete consensus events older than a duration, in small batches (no long locks)."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument(
+            "--older-than",
+            type=parse_duration,
+            required=True,
+            help="Age to keep, e.g. 7d, 36h (events received before now minus this go).",
+        )
+        parser.add_argument(
+            "--networks", default="", help="Comma-separated chain names to prune (default: every chain)."
+        )
+        parser.add_argument("--batch-size", type=int, default=10_000, help="Rows per DELETE (default 10000).")
+        parser.add_argument("--dry-run", action="store_true", help="Count what would go; delete nothing.")
+
+    def handle(self, *args, **opts) -> None:
+        if opts["batch_size"] <= 0:
+            raise CommandError("--batch-size must be positive")
+        chains = Chain.objects.all()
+        names = [n.strip() for n in opts["networks"].split(",") if n.strip()]
+        if names:
+            unknown = sorted(set(names) - set(chains.filter(name__in=names).values_list("name", flat=True)))
+            if unknown:
+                raise CommandError(f"unknown network(s): {', '.join(unknown)}")
+            chains = chains.filter(name__in=names)
+        cutoff = timezone.now() - opts["older_than"]
+        report = prune(
+            cutoff=cutoff, chains=list(chains), batch_size=opts["batch_size"], dry_run=opts["dry_run"]
+        )
+        verb = "would delete" if opts["dry_run"] else "deleted"
+        for name, height in report.cut_heights.items():
+            self.stdout.write(
+                f"{name}: events below height {height} are older than {cutoff:%Y-%m-%d %H:%M:%S%z}"
+            )
+        for label, n in report.deleted.items():
+            self.stdout.write(f"{verb} {n} {label}")

@@ -1,0 +1,260 @@
+"""What ctop stores about chains and the consensus events read from them.
+
+Event tables are the big ones (hundreds of millions of votes): compact column types, natural keys
+as unique constraints (so every write is idempotent), and only the indexes a query needs. Fields are
+declared so that 8-byte columns come first: PostgreSQL pads by column order, and at this volume
+padding is real disk.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class ChainIdMismatch(Exception):
+    """An endpoint reports a chain-id other than the chain's: it must not be used for this chain."""
+
+
+class Chain(models.Model):
+    """A network ctop watches, as named on the command line (`--networks osmosis,tcp://...`)."""
+
+    id = models.SmallAutoField(primary_key=True)  # 2 bytes in every event row
+    name = models.SlugField(
+        max_length=64, unique=True, help_text="Name used on the command line, e.g. osmosis."
+    )
+    chain_id = models.CharField(
+        max_length=128,
+        blank=True,
+        help_text="Chain-id the nodes report (/status node_info.network). "
+        "Blank: learned from the first endpoint.",
+    )
+    enabled = models.BooleanField(default=True, help_text="Disabled chains are not watched by default.")
+    rest_url = models.URLField(
+        blank=True, help_text="Optional Cosmos SDK REST API (LCD) used for validator monikers."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def check_chain_id(self, reported: str) -> None:
+        """Refuse an endpoint on another chain; adopt the chain-id if none is known yet."""
+        if not reported:
+            raise ChainIdMismatch(f"{self.name}: the endpoint reports an empty chain-id")
+        if not self.chain_id:
+            # Conditional update: two processes learning it at once cannot disagree silently.
+            Chain.objects.filter(pk=self.pk, chain_id="").update(chain_id=reported)
+            self.refresh_from_db(fields=["chain_id"])
+        if self.chain_id != reported:
+            raise ChainIdMismatch(
+                f"{self.name}: endpoint is on chain-id {reported!r}, expected {self.chain_id!r}; refusing it"
+            )
+
+
+class Endpoint(models.Model):
+    """One RPC endpoint of a chain. Lower priority numbers are preferred; others are failovers."""
+
+    chain = models.ForeignKey(Chain, on_delete=models.CASCADE, related_name="endpoints")
+    url = models.CharField(max_length=255, help_text="RPC base URL, e.g. http://127.0.0.1:26657")
+    priority = models.PositiveSmallIntegerField(default=0, help_text="Lower is preferred.")
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["chain", "priority", "id"]
+        constraints = [models.UniqueConstraint(fields=["chain", "url"], name="endpoint_unique_url")]
+
+    def __str__(self) -> str:
+        return f"{self.chain.name} {self.url}"
+
+
+class VoteType(models.IntegerChoices):
+    # The wire values of SignedMsgType.
+    PREVOTE = 1, "prevote"
+    PRECOMMIT = 2, "precommit"
+
+
+class Vote(models.Model):
+    """One vote of one validator in one round of one height, as seen on the websocket."""
+
+    id = models.BigAutoField(primary_key=True)
+    height = models.BigIntegerField()
+    timestamp = models.DateTimeField(help_text="The vote's own timestamp (validator clock).")
+    received_at = models.DateTimeField(help_text="When ctop's subscriber received the frame.")
+    # Events are never cascaded away by deleting a chain or validator: prune them first
+    # (`prune_events`); Django's Python-side cascade over millions of rows would take hours.
+    chain = models.ForeignKey(Chain, on_delete=models.PROTECT, db_index=False, related_name="+")
+    type = models.SmallIntegerField(choices=VoteType.choices)
+    round = models.IntegerField()  # int32 on the wire
+    validator = models.ForeignKey(
+        "validators.Validator", on_delete=models.PROTECT, db_index=False, related_name="votes"
+    )
+    validator_index = models.IntegerField()
+    block_hash = models.BinaryField(null=True, blank=True, help_text="NULL for a nil vote.")
+    signature = models.BinaryField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            # The natural key; its index also serves "votes of height H" (height detail, analysis)
+            # and retention's "height < cutoff" batches.
+            models.UniqueConstraint(
+                fields=["chain", "height", "round", "type", "validator"], name="vote_natural_key"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_type_display()} h={self.height} r={self.round}"
+
+    @property
+    def is_nil(self) -> bool:
+        return not self.block_hash
+
+
+class Round(models.Model):
+    """A round of a height (from NewRound), with its proposer."""
+
+    id = models.BigAutoField(primary_key=True)
+    height = models.BigIntegerField()
+    started_at = models.DateTimeField(help_text="When ctop received the NewRound event.")
+    chain = models.ForeignKey(Chain, on_delete=models.PROTECT, db_index=False, related_name="+")
+    round = models.IntegerField()
+    proposer = models.ForeignKey(
+        "validators.Validator",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        db_index=False,
+        related_name="+",
+    )
+    proposer_index = models.IntegerField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            # Natural key; its index also serves "latest height of a chain" (ORDER BY height DESC).
+            models.UniqueConstraint(fields=["chain", "height", "round"], name="round_natural_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"h={self.height} r={self.round}"
+
+
+class Step(models.IntegerChoices):
+    # CometBFT's RoundStepType numbers, as /consensus_state reports them.
+    NEW_HEIGHT = 1, "NewHeight"
+    NEW_ROUND = 2, "NewRound"
+    PROPOSE = 3, "Propose"
+    PREVOTE = 4, "Prevote"
+    PREVOTE_WAIT = 5, "PrevoteWait"
+    PRECOMMIT = 6, "Precommit"
+    PRECOMMIT_WAIT = 7, "PrecommitWait"
+    COMMIT = 8, "Commit"
+
+
+class RoundStep(models.Model):
+    """A step a round went through (from NewRoundStep), first time seen."""
+
+    id = models.BigAutoField(primary_key=True)
+    height = models.BigIntegerField()
+    seen_at = models.DateTimeField()
+    chain = models.ForeignKey(Chain, on_delete=models.PROTECT, db_index=False, related_name="+")
+    round = models.IntegerField()
+    step = models.SmallIntegerField(choices=Step.choices)
+
+    class Meta:
+        constraints = [
+            # The node may repeat a step; the first sighting is kept.
+            models.UniqueConstraint(
+                fields=["chain", "height", "round", "step"], name="roundstep_natural_key"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"h={self.height} r={self.round} {self.get_step_display()}"
+
+
+class BlockIdFlag(models.IntegerChoices):
+    ABSENT = 1, "absent"
+    COMMIT = 2, "commit"
+    NIL = 3, "nil"
+
+
+class CommitSignature(models.Model):
+    """A signature slot of a block's canonical commit (`/block?height=H+1` last_commit).
+
+    Backfills precommit participation for heights the websocket missed, and lets the analysis
+    cross-check what it saw against what the chain recorded.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    height = models.BigIntegerField()
+    timestamp = models.DateTimeField(null=True, blank=True)
+    chain = models.ForeignKey(Chain, on_delete=models.PROTECT, db_index=False, related_name="+")
+    round = models.IntegerField(help_text="The commit round.")
+    validator_index = models.IntegerField()
+    flag = models.SmallIntegerField(choices=BlockIdFlag.choices)
+    validator = models.ForeignKey(
+        "validators.Validator",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        db_index=False,
+        related_name="+",
+        help_text="Empty for absent slots until resolved through the set of that height.",
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["chain", "height", "validator_index"], name="commitsig_natural_key"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"h={self.height} #{self.validator_index} {self.get_flag_display()}"
+
+
+class Gap(models.Model):
+    """Heights ctop did not (fully) observe: the analysis marks them unknown, never as misses."""
+
+    chain = models.ForeignKey(Chain, on_delete=models.CASCADE, related_name="gaps")
+    from_height = models.BigIntegerField()
+    to_height = models.BigIntegerField(help_text="Inclusive.")
+    reason = models.CharField(max_length=255)
+    detected_at = models.DateTimeField()
+    backfilled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["chain", "from_height", "to_height"], name="gap_natural_key"),
+            models.CheckConstraint(
+                condition=models.Q(to_height__gte=models.F("from_height")), name="gap_ordered"
+            ),
+        ]
+        indexes = [
+            # "Does height H fall in a gap?" (analysis) and the backfill queue.
+            models.Index(fields=["chain", "to_height"], name="gap_chain_to"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.chain} {self.from_height}..{self.to_height}"
+
+
+class DeadLetter(models.Model):
+    """A stream entry that could not be decoded: kept with the reason, never retried in a loop."""
+
+    chain = models.ForeignKey(Chain, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    stream = models.CharField(max_length=200)
+    entry_id = models.CharField(max_length=64)
+    payload = models.TextField(help_text="The raw entry, as read from Redis.")
+    reason = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["stream", "entry_id"], name="deadletter_natural_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.stream} {self.entry_id}"

@@ -1,0 +1,14 @@
+"""Test settings: the production settings with a throwaway key and a Redis database of their own.
+
+Tests flush their Redis database, so they never use REDIS_URL (which may point at a running ctop).
+"""
+
+import os
+
+os.environ.setdefault("SECRET_KEY", "insecure-test-only-key")
+os.environ["REDIS_URL"] = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
+
+from ctop_project.settings import *  # noqa: F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast user creation in tests

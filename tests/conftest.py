@@ -1,0 +1,38 @@
+"""Shared fixtures. Tests use the real PostgreSQL (pytest-django's test database) and a Redis
+database of their own (TEST_REDIS_URL, flushed around each test that asks for it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import redis
+from django.conf import settings
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT.parent / "shared" / "fixtures" / "cometbft-v1.0.1-localnet"
+
+
+@pytest.fixture
+def redis_client():
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def chain(db):
+    from consensus.models import Chain, Endpoint
+
+    c = Chain.objects.create(name="testnet", chain_id="test-1")
+    Endpoint.objects.create(chain=c, url="http://127.0.0.1:1", priority=0)
+    return c
+
+
+@pytest.fixture
+def staff_client(client, django_user_model):
+    user = django_user_model.objects.create_superuser("staff", email="", password="pw-for-tests")
+    client.force_login(user)
+    return client

@@ -1,0 +1,79 @@
+"""Natural keys and the chain-id rule."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from django.db import IntegrityError, transaction
+
+from consensus.models import Chain, ChainIdMismatch, Round, RoundStep, Step, Vote, VoteType
+from validators.models import Validator
+
+NOW = datetime(2026, 11, 28, tzinfo=UTC)
+
+
+def make_vote(chain, validator, **kw) -> Vote:
+    fields = dict(
+        chain=chain,
+        height=10,
+        round=0,
+        type=VoteType.PREVOTE,
+        validator=validator,
+        validator_index=0,
+        block_hash=bytes(32),
+        timestamp=NOW,
+        received_at=NOW,
+        signature=b"sig",
+    )
+    fields.update(kw)
+    return Vote(**fields)
+
+
+@pytest.mark.django_db
+def test_vote_natural_key_rejects_a_duplicate(chain):
+    v = Validator.objects.create(chain=chain, address="AB" * 20)
+    make_vote(chain, v).save()
+    with pytest.raises(IntegrityError), transaction.atomic():
+        make_vote(chain, v, received_at=NOW.replace(second=5)).save()
+    # Idempotent bulk path used by the pipeline: a redelivered batch is a no-op.
+    Vote.objects.bulk_create(
+        [make_vote(chain, v), make_vote(chain, v, type=VoteType.PRECOMMIT)], ignore_conflicts=True
+    )
+    assert Vote.objects.count() == 2
+    # A nil vote in another round is a different vote.
+    make_vote(chain, v, round=1, block_hash=None).save()
+    assert Vote.objects.filter(block_hash__isnull=True).get().is_nil
+
+
+@pytest.mark.django_db
+def test_round_and_step_natural_keys(chain):
+    Round.objects.create(chain=chain, height=5, round=0, started_at=NOW)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Round.objects.create(chain=chain, height=5, round=0, started_at=NOW)
+    RoundStep.objects.create(chain=chain, height=5, round=0, step=Step.PREVOTE, seen_at=NOW)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        RoundStep.objects.create(chain=chain, height=5, round=0, step=Step.PREVOTE, seen_at=NOW)
+    RoundStep.objects.create(chain=chain, height=5, round=1, step=Step.PREVOTE, seen_at=NOW)
+    assert RoundStep.objects.count() == 2
+
+
+@pytest.mark.django_db
+def test_validator_address_unique_per_chain(chain):
+    other = Chain.objects.create(name="other")
+    Validator.objects.create(chain=chain, address="AB" * 20)
+    Validator.objects.create(chain=other, address="AB" * 20)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Validator.objects.create(chain=chain, address="AB" * 20)
+
+
+@pytest.mark.django_db
+def test_chain_id_is_learned_then_enforced():
+    c = Chain.objects.create(name="osmosis")
+    c.check_chain_id("osmosis-1")
+    assert Chain.objects.get(pk=c.pk).chain_id == "osmosis-1"
+    c.check_chain_id("osmosis-1")
+    with pytest.raises(ChainIdMismatch, match="osmo-test-5"):
+        c.check_chain_id("osmo-test-5")
+    with pytest.raises(ChainIdMismatch, match="empty"):
+        c.check_chain_id("")

@@ -1,0 +1,75 @@
+"""Validators and the history of every active set.
+
+The history is a table of memberships: validator V was in the set of chain C with power P at
+position I for heights [from, to). An open upper bound means "still in the set". A PostgreSQL
+exclusion constraint forbids overlapping memberships of one validator, so the database itself
+guarantees there is exactly one answer to "V's power at height H".
+"""
+
+from __future__ import annotations
+
+from django.contrib.postgres.constraints import ExclusionConstraint
+from django.contrib.postgres.fields import BigIntegerRangeField, RangeOperators
+from django.contrib.postgres.indexes import GistIndex
+from django.db import models
+
+
+class Validator(models.Model):
+    """A validator of one chain, identified by its consensus address (uppercase hex)."""
+
+    id = models.AutoField(primary_key=True)  # 4 bytes in every vote row
+    chain = models.ForeignKey("consensus.Chain", on_delete=models.CASCADE, related_name="validators")
+    address = models.CharField(max_length=40, help_text="Consensus address, uppercase hex (20 bytes).")
+    pub_key_type = models.CharField(max_length=64, blank=True)
+    pub_key = models.CharField(max_length=128, blank=True, help_text="Base64, as /validators reports it.")
+    moniker = models.CharField(max_length=128, blank=True)
+    operator_address = models.CharField(max_length=128, blank=True)
+    first_seen_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["chain", "address"]
+        constraints = [
+            models.UniqueConstraint(fields=["chain", "address"], name="validator_natural_key"),
+        ]
+
+    def __str__(self) -> str:
+        return self.moniker or self.address
+
+    @property
+    def short(self) -> str:
+        return self.moniker or f"{self.address[:12]}…"
+
+
+class SetMembership(models.Model):
+    """Validator V in the active set of its chain for heights [lower, upper), power and position fixed.
+
+    A power or position change closes one row at height H and opens the next at H; a leave closes
+    it; a join opens one. So the set at height H is one GiST-indexed query, and the changes between
+    H1 and H2 are the rows whose bounds fall in (H1, H2].
+    """
+
+    chain = models.ForeignKey("consensus.Chain", on_delete=models.CASCADE, related_name="+")
+    # No separate index: the exclusion constraint's GiST index (validator, heights) serves it.
+    validator = models.ForeignKey(
+        Validator, on_delete=models.CASCADE, related_name="memberships", db_index=False
+    )
+    heights = BigIntegerRangeField(help_text="[first height, first height after) ; open upper = current.")
+    voting_power = models.BigIntegerField()
+    position = models.IntegerField(help_text="Index in /validators order (the votes' validator_index).")
+
+    class Meta:
+        constraints = [
+            ExclusionConstraint(
+                name="membership_no_overlap",
+                expressions=[("validator", RangeOperators.EQUAL), ("heights", RangeOperators.OVERLAPS)],
+                index_type="gist",
+            ),
+        ]
+        indexes = [
+            # "The active set at height H" and "what changed between H1 and H2" (selectors.py).
+            GistIndex(fields=["chain", "heights"], name="membership_chain_heights"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.validator} {self.heights} power={self.voting_power}"
