@@ -87,7 +87,9 @@ class Vote(models.Model):
     # (`prune_events`); Django's Python-side cascade over millions of rows would take hours.
     chain = models.ForeignKey(Chain, on_delete=models.PROTECT, db_index=False, related_name="+")
     type = models.SmallIntegerField(choices=VoteType.choices)
-    round = models.IntegerField()  # int32 on the wire
+    # int32 on the wire, but a round past 32767 would take years of timeouts: the protocol layer
+    # refuses such values, and 2 bytes keep the natural-key index tuple 8 bytes smaller.
+    round = models.SmallIntegerField()
     validator = models.ForeignKey(
         "validators.Validator", on_delete=models.PROTECT, db_index=False, related_name="votes"
     )
@@ -119,7 +121,7 @@ class Round(models.Model):
     height = models.BigIntegerField()
     started_at = models.DateTimeField(help_text="When ctop received the NewRound event.")
     chain = models.ForeignKey(Chain, on_delete=models.PROTECT, db_index=False, related_name="+")
-    round = models.IntegerField()
+    round = models.SmallIntegerField()
     proposer = models.ForeignKey(
         "validators.Validator",
         on_delete=models.PROTECT,
@@ -159,7 +161,7 @@ class RoundStep(models.Model):
     height = models.BigIntegerField()
     seen_at = models.DateTimeField()
     chain = models.ForeignKey(Chain, on_delete=models.PROTECT, db_index=False, related_name="+")
-    round = models.IntegerField()
+    round = models.SmallIntegerField()
     step = models.SmallIntegerField(choices=Step.choices)
 
     class Meta:
@@ -191,7 +193,7 @@ class CommitSignature(models.Model):
     height = models.BigIntegerField()
     timestamp = models.DateTimeField(null=True, blank=True)
     chain = models.ForeignKey(Chain, on_delete=models.PROTECT, db_index=False, related_name="+")
-    round = models.IntegerField(help_text="The commit round.")
+    round = models.SmallIntegerField(help_text="The commit round.")
     validator_index = models.IntegerField()
     flag = models.SmallIntegerField(choices=BlockIdFlag.choices)
     validator = models.ForeignKey(
