@@ -1,6 +1,6 @@
 """On-disk bytes per stored vote: ctop's schema versus the original ctop's, same rows, same run.
 
-    .venv/bin/python -m benchmarks.bench_storage [--votes 200000]
+.venv/bin/python -m benchmarks.bench_storage [--votes 200000]
 """
 
 from __future__ import annotations
@@ -67,12 +67,23 @@ def main() -> None:
         ) as copy:
             for h, i, addr, vtype, block, ts, sig in rows:
                 copy.write_row(
-                    (chain.name, "SIGNED_MSG_TYPE_PREVOTE" if vtype == 1 else "SIGNED_MSG_TYPE_PRECOMMIT",
-                     h, 0, block.hex().upper() if block else "", ts, addr, str(i), sig)
+                    (
+                        chain.name,
+                        "SIGNED_MSG_TYPE_PREVOTE" if vtype == 1 else "SIGNED_MSG_TYPE_PRECOMMIT",
+                        h,
+                        0,
+                        block.hex().upper() if block else "",
+                        ts,
+                        addr,
+                        str(i),
+                        sig,
+                    )
                 )
         cur.execute("VACUUM ANALYZE consensus_vote")
         cur.execute("VACUUM ANALYZE bench_original_vote_events")
-        cur.execute("SELECT pg_total_relation_size('consensus_vote'), pg_total_relation_size('bench_original_vote_events')")
+        cur.execute(
+            "SELECT pg_total_relation_size('consensus_vote'), pg_total_relation_size('bench_original_vote_events')"
+        )
         ours, original = cur.fetchone()
         cur.execute(
             "SELECT c.relname, pg_relation_size(c.oid) FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid"
