@@ -36,9 +36,7 @@ def main() -> None:
     chain, _ = Chain.objects.get_or_create(name="bench-storage")
     n_validators = 100
     addresses = [os.urandom(20).hex().upper() for _ in range(n_validators)]
-    Validator.objects.bulk_create(
-        [Validator(chain=chain, address=a) for a in addresses], ignore_conflicts=True
-    )
+    Validator.objects.bulk_create([Validator(chain=chain, address=a) for a in addresses], ignore_conflicts=True)
     ids = dict(Validator.objects.filter(chain=chain).values_list("address", "id"))
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     rows = []

@@ -19,19 +19,14 @@ class Chain(models.Model):
     """A network ctop watches, as named on the command line (`--networks osmosis,tcp://...`)."""
 
     id = models.SmallAutoField(primary_key=True)  # 2 bytes in every event row
-    name = models.SlugField(
-        max_length=64, unique=True, help_text="Name used on the command line, e.g. osmosis."
-    )
+    name = models.SlugField(max_length=64, unique=True, help_text="Name used on the command line, e.g. osmosis.")
     chain_id = models.CharField(
         max_length=128,
         blank=True,
-        help_text="Chain-id the nodes report (/status node_info.network). "
-        "Blank: learned from the first endpoint.",
+        help_text="Chain-id the nodes report (/status node_info.network). Blank: learned from the first endpoint.",
     )
     enabled = models.BooleanField(default=True, help_text="Disabled chains are not watched by default.")
-    rest_url = models.URLField(
-        blank=True, help_text="Optional Cosmos SDK REST API (LCD) used for validator monikers."
-    )
+    rest_url = models.URLField(blank=True, help_text="Optional Cosmos SDK REST API (LCD) used for validator monikers.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -101,9 +96,7 @@ class Vote(models.Model):
         constraints = [
             # The natural key; its index also serves "votes of height H" (height detail, analysis)
             # and retention's "height < cutoff" batches.
-            models.UniqueConstraint(
-                fields=["chain", "height", "round", "type", "validator"], name="vote_natural_key"
-            ),
+            models.UniqueConstraint(fields=["chain", "height", "round", "type", "validator"], name="vote_natural_key"),
         ]
 
     def __str__(self) -> str:
@@ -167,9 +160,7 @@ class RoundStep(models.Model):
     class Meta:
         constraints = [
             # The node may repeat a step; the first sighting is kept.
-            models.UniqueConstraint(
-                fields=["chain", "height", "round", "step"], name="roundstep_natural_key"
-            ),
+            models.UniqueConstraint(fields=["chain", "height", "round", "step"], name="roundstep_natural_key"),
         ]
 
     def __str__(self) -> str:
@@ -208,9 +199,7 @@ class CommitSignature(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(
-                fields=["chain", "height", "validator_index"], name="commitsig_natural_key"
-            ),
+            models.UniqueConstraint(fields=["chain", "height", "validator_index"], name="commitsig_natural_key"),
         ]
 
     def __str__(self) -> str:
@@ -230,9 +219,7 @@ class Gap(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["chain", "from_height", "to_height"], name="gap_natural_key"),
-            models.CheckConstraint(
-                condition=models.Q(to_height__gte=models.F("from_height")), name="gap_ordered"
-            ),
+            models.CheckConstraint(condition=models.Q(to_height__gte=models.F("from_height")), name="gap_ordered"),
         ]
         indexes = [
             # "Does height H fall in a gap?" (analysis) and the backfill queue.

@@ -44,9 +44,7 @@ def cut_height(chain: Chain, cutoff: datetime) -> int | None:
     """
     for model, time_field in ((Round, "started_at"), (Vote, "received_at")):
         qs = model.objects.filter(chain=chain)
-        newer = (
-            qs.filter(**{f"{time_field}__gte": cutoff}).order_by("height").values_list("height", flat=True)
-        )
+        newer = qs.filter(**{f"{time_field}__gte": cutoff}).order_by("height").values_list("height", flat=True)
         first_new = newer.first()
         if first_new is not None:
             return first_new
@@ -72,9 +70,7 @@ def _delete_batches(model: type[models.Model], chain_id: int, below: int, batch_
             return total
 
 
-def prune(
-    *, cutoff: datetime, chains: Iterable[Chain], batch_size: int = 10_000, dry_run: bool = False
-) -> PruneReport:
+def prune(*, cutoff: datetime, chains: Iterable[Chain], batch_size: int = 10_000, dry_run: bool = False) -> PruneReport:
     report = PruneReport()
     for chain in chains:
         below = cut_height(chain, cutoff)

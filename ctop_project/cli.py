@@ -17,9 +17,7 @@ def parse_duration(text: str) -> timedelta:
     """
     match = _DURATION.match(text or "")
     if not match:
-        raise argparse.ArgumentTypeError(
-            f"invalid duration {text!r}: use a number with a unit, e.g. 30s, 5m, 1h, 7d"
-        )
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r}: use a number with a unit, e.g. 30s, 5m, 1h, 7d")
     value = float(match.group(1)) * _UNITS[match.group(2) or "s"]
     if value <= 0:
         raise argparse.ArgumentTypeError(f"invalid duration {text!r}: must be greater than zero")

@@ -37,9 +37,7 @@ def test_vote_natural_key_rejects_a_duplicate(chain):
     with pytest.raises(IntegrityError), transaction.atomic():
         make_vote(chain, v, received_at=NOW.replace(second=5)).save()
     # Idempotent bulk path used by the pipeline: a redelivered batch is a no-op.
-    Vote.objects.bulk_create(
-        [make_vote(chain, v), make_vote(chain, v, type=VoteType.PRECOMMIT)], ignore_conflicts=True
-    )
+    Vote.objects.bulk_create([make_vote(chain, v), make_vote(chain, v, type=VoteType.PRECOMMIT)], ignore_conflicts=True)
     assert Vote.objects.count() == 2
     # A nil vote in another round is a different vote.
     make_vote(chain, v, round=1, block_hash=None).save()

@@ -45,9 +45,7 @@ def test_prune_deletes_only_old_events(chain, capsys):
     assert "would delete 40 consensus.Vote" in capsys.readouterr().out
 
     call_command("prune_events", "--older-than", "7d", "--batch-size", "7")
-    assert sorted(set(Vote.objects.filter(chain=chain).values_list("height", flat=True))) == list(
-        range(21, 31)
-    )
+    assert sorted(set(Vote.objects.filter(chain=chain).values_list("height", flat=True))) == list(range(21, 31))
     assert Round.objects.filter(chain=chain).count() == 10
     assert RoundStep.objects.filter(chain=chain).count() == 10
     assert Vote.objects.filter(chain=other).count() == 10

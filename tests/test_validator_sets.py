@@ -61,14 +61,10 @@ def test_set_must_move_forward(chain):
 @pytest.mark.django_db
 def test_overlapping_memberships_are_refused_by_the_database(chain):
     v = Validator.objects.create(chain=chain, address=A)
-    SetMembership.objects.create(
-        chain=chain, validator=v, heights=NumericRange(1, 10), voting_power=1, position=0
-    )
+    SetMembership.objects.create(chain=chain, validator=v, heights=NumericRange(1, 10), voting_power=1, position=0)
     with pytest.raises(IntegrityError), transaction.atomic():
         SetMembership.objects.create(
             chain=chain, validator=v, heights=NumericRange(5, None), voting_power=2, position=0
         )
     # Adjacent ranges are fine: [1,10) then [10, ...).
-    SetMembership.objects.create(
-        chain=chain, validator=v, heights=NumericRange(10, None), voting_power=2, position=0
-    )
+    SetMembership.objects.create(chain=chain, validator=v, heights=NumericRange(10, None), voting_power=2, position=0)

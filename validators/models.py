@@ -51,9 +51,7 @@ class SetMembership(models.Model):
 
     chain = models.ForeignKey("consensus.Chain", on_delete=models.CASCADE, related_name="+")
     # No separate index: the exclusion constraint's GiST index (validator, heights) serves it.
-    validator = models.ForeignKey(
-        Validator, on_delete=models.CASCADE, related_name="memberships", db_index=False
-    )
+    validator = models.ForeignKey(Validator, on_delete=models.CASCADE, related_name="memberships", db_index=False)
     heights = BigIntegerRangeField(help_text="[first height, first height after) ; open upper = current.")
     voting_power = models.BigIntegerField()
     position = models.IntegerField(help_text="Index in /validators order (the votes' validator_index).")

@@ -38,9 +38,7 @@ class SetDiff:
 def get_or_create_validators(chain_id: int, addresses: list[str]) -> dict[str, int]:
     """Validator ids by address, creating the unknown ones (race-safe: ON CONFLICT DO NOTHING)."""
     wanted = sorted(set(addresses))
-    Validator.objects.bulk_create(
-        [Validator(chain_id=chain_id, address=a) for a in wanted], ignore_conflicts=True
-    )
+    Validator.objects.bulk_create([Validator(chain_id=chain_id, address=a) for a in wanted], ignore_conflicts=True)
     return dict(Validator.objects.filter(chain_id=chain_id, address__in=wanted).values_list("address", "id"))
 
 
@@ -57,9 +55,7 @@ def apply_set(chain_id: int, height: int, members: list[Member]) -> SetDiff:
             )
     open_rows = {
         row.validator_id: row
-        for row in SetMembership.objects.select_for_update().filter(
-            chain_id=chain_id, heights__upper_inf=True
-        )
+        for row in SetMembership.objects.select_for_update().filter(chain_id=chain_id, heights__upper_inf=True)
     }
     new_by_id = {ids[m.address]: m for m in members}
     joined = left = changed = 0
@@ -91,9 +87,7 @@ def apply_set(chain_id: int, height: int, members: list[Member]) -> SetDiff:
         )
     for row in to_close:
         if row.heights.lower >= height:
-            raise ValueError(
-                f"set at height {height} is not newer than the recorded one (from {row.heights.lower})"
-            )
+            raise ValueError(f"set at height {height} is not newer than the recorded one (from {row.heights.lower})")
         row.heights = NumericRange(row.heights.lower, height, "[)")
         row.save(update_fields=["heights"])
     SetMembership.objects.bulk_create(to_open)

@@ -47,9 +47,7 @@ class Command(BaseCommand):
     help = "Create the database if needed, migrate, and make sure a staff login exists."
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument(
-            "--username", default="admin", help="Login to create if none exists (default admin)."
-        )
+        parser.add_argument("--username", default="admin", help="Login to create if none exists (default admin).")
 
     def handle(self, *args, **opts) -> None:
         if ensure_database():

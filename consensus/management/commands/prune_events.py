@@ -37,13 +37,9 @@ class Command(BaseCommand):
                 raise CommandError(f"unknown network(s): {', '.join(unknown)}")
             chains = chains.filter(name__in=names)
         cutoff = timezone.now() - opts["older_than"]
-        report = prune(
-            cutoff=cutoff, chains=list(chains), batch_size=opts["batch_size"], dry_run=opts["dry_run"]
-        )
+        report = prune(cutoff=cutoff, chains=list(chains), batch_size=opts["batch_size"], dry_run=opts["dry_run"])
         verb = "would delete" if opts["dry_run"] else "deleted"
         for name, height in report.cut_heights.items():
-            self.stdout.write(
-                f"{name}: events below height {height} are older than {cutoff:%Y-%m-%d %H:%M:%S%z}"
-            )
+            self.stdout.write(f"{name}: events below height {height} are older than {cutoff:%Y-%m-%d %H:%M:%S%z}")
         for label, n in report.deleted.items():
             self.stdout.write(f"{verb} {n} {label}")
