@@ -1,0 +1,52 @@
+"""Redis Stream entries: how a received frame travels from subscribe_events to stream_events.
+
+An entry keeps the frame exactly as the node sent it (so nothing is lost to a decoding bug, and a
+dead letter shows the original bytes), plus who received it and when.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import BadValue, MissingField
+
+KIND_FRAME = b"frame"  # a websocket text frame
+KIND_GAP = b"gap"  # heights the subscriber did not observe
+KIND_BLOCK = b"block"  # a /block reply fetched by the backfill
+KIND_STATUS = b"status"  # connection state of a chain (connected endpoint, failures)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEntry:
+    kind: bytes
+    chain: str
+    received_ns: int  # unix time in nanoseconds when the subscriber received it
+    payload: bytes  # the frame / reply, or a small JSON document for gap and status
+    endpoint: str = ""
+
+    def to_fields(self) -> dict[bytes, bytes]:
+        return {
+            b"k": self.kind,
+            b"c": self.chain.encode(),
+            b"t": str(self.received_ns).encode(),
+            b"e": self.endpoint.encode(),
+            b"p": self.payload,
+        }
+
+
+def decode_entry(fields: dict[bytes, bytes]) -> StreamEntry:
+    try:
+        kind, chain, received, payload = fields[b"k"], fields[b"c"], fields[b"t"], fields[b"p"]
+    except KeyError as exc:
+        raise MissingField(f"stream entry field {exc.args[0]!r} is missing") from None
+    if kind not in (KIND_FRAME, KIND_GAP, KIND_BLOCK, KIND_STATUS):
+        raise BadValue(f"stream entry kind {kind!r:.40} is unknown")
+    try:
+        received_ns = int(received)
+        chain_name = chain.decode()
+        endpoint = fields.get(b"e", b"").decode()
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadValue(f"stream entry header: {exc}") from None
+    if received_ns <= 0:
+        raise BadValue("stream entry time must be positive")
+    return StreamEntry(kind=kind, chain=chain_name, received_ns=received_ns, payload=payload, endpoint=endpoint)

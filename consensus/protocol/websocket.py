@@ -1,0 +1,209 @@
+"""Websocket frames: the subscribe requests ctop sends and every frame a node pushes back."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from . import fields as f
+from .errors import BadValue, MalformedFrame, ProtocolError, RPCError, UnknownEventType
+from .values import (
+    STEP_NUMBERS,
+    CompleteProposal,
+    Event,
+    NewBlock,
+    NewRound,
+    RoundStep,
+    SubscribeAck,
+    ValidatorSetUpdates,
+    ValidatorUpdate,
+    Vote,
+)
+
+# The queries ctop subscribes to (the node allows 5 per connection).
+QUERIES = {
+    "NewRound": "tm.event='NewRound'",
+    "NewRoundStep": "tm.event='NewRoundStep'",
+    "Vote": "tm.event='Vote'",
+    "CompleteProposal": "tm.event='CompleteProposal'",
+}
+
+
+def subscribe_request(request_id: int, query: str) -> str:
+    return json.dumps(
+        {"jsonrpc": "2.0", "method": "subscribe", "id": request_id, "params": {"query": query}},
+        separators=(",", ":"),
+    )
+
+
+def unsubscribe_all_request(request_id: int) -> str:
+    return json.dumps(
+        {"jsonrpc": "2.0", "method": "unsubscribe_all", "id": request_id, "params": {}}, separators=(",", ":")
+    )
+
+
+def _loads(text: str | bytes) -> dict:
+    try:
+        doc = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise MalformedFrame(f"not JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise MalformedFrame(f"expected a JSON-RPC object, got {type(doc).__name__}")
+    return doc
+
+
+def rpc_error(doc: dict) -> RPCError:
+    err = f.obj(doc["error"], "error")
+    code = f.integer(err.get("code", 0), "error.code", lo=-(2**31), hi=2**31)
+    message = err.get("message", "")
+    data = err.get("data", "")
+    if not isinstance(message, str):
+        message = json.dumps(message)
+    if not isinstance(data, str):
+        data = json.dumps(data)
+    request_id = doc.get("id")
+    if not isinstance(request_id, int | str | type(None)) or isinstance(request_id, bool):
+        request_id = None
+    return RPCError(request_id, code, message, data)
+
+
+def decode_frame(text: str | bytes) -> SubscribeAck | RPCError | Event:
+    """Decode one websocket text message. RPC error replies come back as RPCError values;
+    anything undecodable raises a ProtocolError."""
+    try:
+        return _decode_frame(text)
+    except ProtocolError:
+        raise
+    except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as exc:  # pragma: no cover - guard
+        raise MalformedFrame(f"undecodable frame: {exc!r}") from None
+
+
+def _decode_frame(text: str | bytes) -> SubscribeAck | RPCError | Event:
+    doc = _loads(text)
+    if "error" in doc and doc["error"] is not None:
+        return rpc_error(doc)
+    if "result" not in doc:
+        raise MalformedFrame("neither result nor error in the JSON-RPC reply")
+    result = f.obj(doc["result"], "result")
+    if "data" not in result:
+        if result:
+            raise MalformedFrame("result has no event data")
+        return SubscribeAck(doc.get("id"))
+    return decode_event(f.obj(result["data"], "result.data"))
+
+
+def decode_event(data: dict) -> Event:
+    """`{"type": "tendermint/event/...", "value": {...}}` into its typed value."""
+    event_type = f.string(f.get(data, "type", "data"), "data.type")
+    value = f.obj(f.get(data, "value", "data"), "data.value")
+    decoder = _DECODERS.get(event_type)
+    if decoder is None:
+        raise UnknownEventType(event_type)
+    return decoder(value)
+
+
+def decode_vote(value: dict) -> Vote:
+    v = f.obj(f.get(value, "Vote", "value"), "value.Vote")
+    p = "Vote"
+    vote_type = f.integer(f.get(v, "type", p), f"{p}.type", lo=1, hi=2)
+    block_id = f.obj(f.get(v, "block_id", p), f"{p}.block_id")
+    ts = f.timestamp(f.get(v, "timestamp", p), f"{p}.timestamp")
+    assert ts is not None
+    return Vote(
+        height=f.height(f.get(v, "height", p), f"{p}.height"),
+        round=f.round_(f.get(v, "round", p), f"{p}.round"),
+        type=vote_type,
+        block_hash=f.hex_bytes(block_id.get("hash", ""), f"{p}.block_id.hash", size=32),
+        timestamp=ts,
+        validator_address=f.address(f.get(v, "validator_address", p), f"{p}.validator_address"),
+        validator_index=f.index(f.get(v, "validator_index", p), f"{p}.validator_index"),
+        signature=f.b64(v.get("signature"), f"{p}.signature"),
+        has_extension=bool(v.get("extension")),
+    )
+
+
+def decode_new_round(value: dict) -> NewRound:
+    p = "NewRound"
+    proposer = value.get("proposer")
+    address = index = None
+    if proposer is not None:
+        proposer = f.obj(proposer, f"{p}.proposer")
+        address = f.address(f.get(proposer, "address", f"{p}.proposer"), f"{p}.proposer.address")
+        index = f.index(f.get(proposer, "index", f"{p}.proposer"), f"{p}.proposer.index")
+    return NewRound(
+        height=f.height(f.get(value, "height", p), f"{p}.height"),
+        round=f.round_(f.get(value, "round", p), f"{p}.round"),
+        proposer_address=address,
+        proposer_index=index,
+    )
+
+
+def decode_round_state(value: dict) -> RoundStep:
+    p = "RoundState"
+    name = f.string(f.get(value, "step", p), f"{p}.step")
+    if name not in STEP_NUMBERS:
+        raise BadValue(f"{p}.step: unknown step {name!r:.40}")
+    return RoundStep(
+        height=f.height(f.get(value, "height", p), f"{p}.height"),
+        round=f.round_(f.get(value, "round", p), f"{p}.round"),
+        step=STEP_NUMBERS[name],
+        step_name=name,
+    )
+
+
+def decode_complete_proposal(value: dict) -> CompleteProposal:
+    p = "CompleteProposal"
+    block_id = f.obj(f.get(value, "block_id", p), f"{p}.block_id")
+    step = f.string(value.get("step", "RoundStepPropose"), f"{p}.step")
+    if step not in STEP_NUMBERS:
+        raise BadValue(f"{p}.step: unknown step {step!r:.40}")
+    return CompleteProposal(
+        height=f.height(f.get(value, "height", p), f"{p}.height"),
+        round=f.round_(f.get(value, "round", p), f"{p}.round"),
+        block_hash=f.hex_bytes(block_id.get("hash", ""), f"{p}.block_id.hash", size=32),
+        step=STEP_NUMBERS[step],
+    )
+
+
+def decode_new_block(value: dict) -> NewBlock:
+    from .http import decode_block_body  # one decoder for a block, whichever way it came
+
+    block = decode_block_body(value, "NewBlock")
+    return NewBlock(
+        height=block.height,
+        time=block.time,
+        proposer_address=block.proposer_address,
+        block_hash=block.block_hash,
+        last_commit=block.last_commit,
+    )
+
+
+def decode_validator_set_updates(value: dict) -> ValidatorSetUpdates:
+    p = "ValidatorSetUpdates"
+    raw = f.get(value, "validator_updates", p)
+    if not isinstance(raw, list):
+        raise BadValue(f"{p}.validator_updates: expected a list")
+    updates = []
+    for i, item in enumerate(raw):
+        q = f"{p}.validator_updates[{i}]"
+        item = f.obj(item, q)
+        pub = f.obj(f.get(item, "pub_key", q), f"{q}.pub_key")
+        updates.append(
+            ValidatorUpdate(
+                address=f.address(f.get(item, "address", q), f"{q}.address"),
+                pub_key_type=f.string(pub.get("type", ""), f"{q}.pub_key.type"),
+                pub_key=f.string(pub.get("value", ""), f"{q}.pub_key.value"),
+                voting_power=f.integer(f.get(item, "voting_power", q), f"{q}.voting_power", lo=0, hi=f.INT64_MAX),
+            )
+        )
+    return ValidatorSetUpdates(tuple(updates))
+
+
+_DECODERS: dict[str, Any] = {
+    "tendermint/event/Vote": decode_vote,
+    "tendermint/event/NewRound": decode_new_round,
+    "tendermint/event/RoundState": decode_round_state,
+    "tendermint/event/CompleteProposal": decode_complete_proposal,
+    "tendermint/event/NewBlock": decode_new_block,
+    "tendermint/event/ValidatorSetUpdates": decode_validator_set_updates,
+}
