@@ -1,0 +1,306 @@
+"""A simulated CometBFT chain: validators, rounds, votes and blocks, driven by a Scenario.
+
+`SimChain.plan_height(h)` returns what a node would emit for height h, as timed emissions; the
+server plays them out in real time. Consensus is modelled as the real node behaves (see
+../shared/reference/cometbft-rpc.md): a proposer that is offline makes round 0 time out with nil
+votes and round 1 commit; with more than 1/3 of the power offline the node goes silent at step
+Prevote (no climbing rounds) until enough validators return.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from consensus.protocol import (
+    FLAG_ABSENT,
+    FLAG_COMMIT,
+    FLAG_NIL,
+    PRECOMMIT,
+    PREVOTE,
+    STEP_NUMBERS,
+    Commit,
+    CommitSig,
+    CompleteProposal,
+    NewRound,
+    RoundStep,
+    ValidatorInfo,
+    Vote,
+)
+
+from .scenario import Scenario
+
+
+@dataclass(frozen=True)
+class SimValidator:
+    genesis_index: int
+    pub_key: bytes  # 32 bytes, treated as an ed25519 public key
+    power: int
+
+    @property
+    def address(self) -> str:
+        # CometBFT: address = first 20 bytes of SHA-256 of the ed25519 public key.
+        return hashlib.sha256(self.pub_key).digest()[:20].hex().upper()
+
+    def info(self, proposer_priority: int = 0) -> ValidatorInfo:
+        return ValidatorInfo(
+            address=self.address,
+            pub_key_type="tendermint/PubKeyEd25519",
+            pub_key=base64.b64encode(self.pub_key).decode(),
+            voting_power=self.power,
+            proposer_priority=proposer_priority,
+        )
+
+
+@dataclass(frozen=True)
+class BlockRecord:
+    height: int
+    block_hash: bytes
+    time: datetime
+    proposer: str
+    commit: Commit  # the canonical commit of this height (it appears in block height+1)
+
+
+@dataclass(frozen=True)
+class Emission:
+    """One thing the node does at `offset` seconds after the height started."""
+
+    offset: float
+    query: str  # "NewRound" | "NewRoundStep" | "Vote" | "CompleteProposal" | "" (not an event)
+    event: object = None
+    block: BlockRecord | None = None  # a committed block becomes visible over HTTP
+    end: bool = False  # the height is over; the next starts at `offset`
+
+
+def _step(h: int, r: int, name: str) -> RoundStep:
+    return RoundStep(height=h, round=r, step=STEP_NUMBERS[name], step_name=name)
+
+
+class SimChain:
+    """One chain's consensus, deterministic for a given seed."""
+
+    def __init__(
+        self,
+        chain_id: str = "sim-1",
+        validators: int | list[int] = 4,
+        block_time: float = 1.0,
+        scenario: Scenario | None = None,
+        seed: int = 0,
+        timeout_propose: float | None = None,
+    ) -> None:
+        powers = [1000] * validators if isinstance(validators, int) else list(validators)
+        if not 1 <= len(powers) <= 500:
+            raise ValueError("a simulated chain has 1 to 500 validators")
+        if any(p <= 0 for p in powers):
+            raise ValueError("validator powers must be positive")
+        self.chain_id = chain_id
+        self.block_time = max(0.0, block_time)
+        self.timeout_propose = timeout_propose if timeout_propose is not None else min(1.0, self.block_time)
+        self.scenario = scenario or Scenario()
+        self.rng = random.Random(seed)
+        self.genesis = [SimValidator(i, self._key(i), p) for i, p in enumerate(powers)]
+        self._sets: list[tuple[int, tuple[SimValidator, ...]]] = [(1, self._sorted(self.genesis))]
+        for change in sorted(self.scenario.set_changes, key=lambda c: c.height):
+            self._apply_set_change(change)
+        self.blocks: dict[int, BlockRecord] = {}
+        self.latest_height = 0
+        self.genesis_time = datetime.now(UTC)
+        self._carry: list[Vote] = []  # late precommits of the previous height
+        self._positions: tuple[int, dict[str, int]] = (0, {})
+
+    # --- validator sets ---
+
+    def _key(self, genesis_index: int) -> bytes:
+        return hashlib.sha256(f"{self.chain_id}/validator/{genesis_index}".encode()).digest()
+
+    @staticmethod
+    def _sorted(vals) -> tuple[SimValidator, ...]:
+        # CometBFT's order: voting power descending, then address ascending.
+        return tuple(sorted(vals, key=lambda v: (-v.power, v.address)))
+
+    def _apply_set_change(self, change) -> None:
+        current = {v.genesis_index: v for v in self._sets[-1][1]}
+        if change.power <= 0:
+            current.pop(change.validator, None)
+        else:
+            current[change.validator] = SimValidator(change.validator, self._key(change.validator), change.power)
+        if not current:
+            raise ValueError(f"set change at height {change.height} would leave no validators")
+        if self._sets[-1][0] == change.height:
+            self._sets[-1] = (change.height, self._sorted(current.values()))
+        else:
+            self._sets.append((change.height, self._sorted(current.values())))
+
+    def validator_set(self, height: int) -> tuple[SimValidator, ...]:
+        chosen = self._sets[0][1]
+        for start, vals in self._sets:
+            if start <= height:
+                chosen = vals
+        return chosen
+
+    def proposer(self, height: int, round_: int) -> tuple[int, SimValidator]:
+        vals = self.validator_set(height)
+        i = (height + round_) % len(vals)
+        return i, vals[i]
+
+    # --- consensus ---
+
+    def _signature(self, v: SimValidator, h: int, r: int, t: int) -> bytes:
+        d = hashlib.sha256(f"{v.address}/{h}/{r}/{t}".encode()).digest()
+        return d + hashlib.sha256(d).digest()
+
+    def block_hash(self, h: int, r: int) -> bytes:
+        return hashlib.sha256(f"{self.chain_id}/block/{h}/{r}".encode()).digest()
+
+    def emit_height(self, h: int, start: datetime) -> Iterator[Emission]:
+        """What the node emits for height h (which starts, at NewHeight, at wall time `start`), lazily:
+        rounds may climb forever when no proposal can gather +2/3. The last emission has end=True and
+        the offset at which the next height starts; a generator that stops without it went silent."""
+        vals = self.validator_set(h)
+        total = sum(v.power for v in vals)
+        sc = self.scenario
+        t = 0.0
+        stall = sc.stall_before(h)
+        if stall:
+            t += stall.seconds
+        yield Emission(t, "NewRoundStep", _step(h, 0, "RoundStepNewHeight"))
+        # Most of a block's time is the commit timeout; consensus itself takes a few percent.
+        tick = self.block_time * 0.004
+        t += max(0.0, self.block_time - tick * (len(vals) / 2 + 6))
+        halt = sc.halt_at(h)
+        halted_once = False
+        r = 0
+        while True:
+            offline = {v.genesis_index for v in vals if sc.is_offline(v.genesis_index, h)}
+            if halt and not halted_once:
+                offline |= set(halt.offline)
+            online = [v for v in vals if v.genesis_index not in offline]
+            pidx, proposer = self.proposer(h, r)
+            block = self.block_hash(h, r)
+            yield Emission(t, "NewRoundStep", _step(h, r, "RoundStepPropose"))
+            yield Emission(t, "NewRound", NewRound(h, r, proposer.address, pidx))
+            # Late precommits of the previous height arrive once this height's first round started.
+            for vote in self._carry:
+                yield Emission(t, "Vote", vote)
+            self._carry = []
+            has_proposal = proposer.genesis_index not in offline
+            if has_proposal:
+                t += tick
+                yield Emission(t, "CompleteProposal", CompleteProposal(h, r, block))
+            else:
+                t += self.timeout_propose + 0.1 * r
+            yield Emission(t, "NewRoundStep", _step(h, r, "RoundStepPrevote"))
+            order = online[:]
+            self.rng.shuffle(order)
+            prevote_power = 0
+            for v in order:
+                t += tick / 4
+                nil = not has_proposal or sc.votes_nil(v.genesis_index, h)
+                prevote_power += 0 if nil else v.power
+                yield Emission(t, "Vote", self._vote(v, vals, h, r, PREVOTE, None if nil else block, start, t))
+            online_power = sum(v.power for v in online)
+            if online_power * 3 <= total * 2:
+                if halt and not halted_once:
+                    # Silence at step Prevote until the offline validators return.
+                    halted_once = True
+                    t += halt.seconds
+                    back = [
+                        v for v in vals if v.genesis_index in halt.offline and not sc.is_offline(v.genesis_index, h)
+                    ]
+                    for v in back:
+                        t += tick / 4
+                        yield Emission(t, "Vote", self._vote(v, vals, h, r, PREVOTE, block, start, t))
+                    yield Emission(t, "NewRoundStep", _step(h, r, "RoundStepPrevoteWait"))
+                    t += tick
+                    yield Emission(t, "NewRoundStep", _step(h, r, "RoundStepPrecommit"))
+                    for v in vals:
+                        if v.genesis_index not in offline - set(halt.offline) and not sc.is_offline(v.genesis_index, h):
+                            t += tick / 4
+                            yield Emission(t, "Vote", self._vote(v, vals, h, r, PRECOMMIT, None, start, t))
+                    r += 1
+                    t += tick
+                    continue
+                # Permanently below 2/3 online (an outage window, not a timed halt): stay silent.
+                return
+            t += tick
+            yield Emission(t, "NewRoundStep", _step(h, r, "RoundStepPrecommit"))
+            if prevote_power * 3 > total * 2:
+                t, record, emissions = self._precommit_block(vals, h, r, order, block, start, t, tick)
+                yield from emissions
+                yield Emission(t, "", block=record)
+                yield Emission(t + tick, "", end=True)
+                return
+            for v in order:
+                t += tick / 4
+                yield Emission(t, "Vote", self._vote(v, vals, h, r, PRECOMMIT, None, start, t))
+            yield Emission(t, "NewRoundStep", _step(h, r, "RoundStepPrecommit"))
+            t += self.block_time * 0.05 + tick
+            r += 1
+
+    def _precommit_block(self, vals, h, r, order, block, start, t, tick) -> tuple[float, BlockRecord, list[Emission]]:
+        sc = self.scenario
+        out: list[Emission] = []
+        sigs: dict[str, CommitSig] = {}
+        power = 0
+        total = sum(v.power for v in vals)
+        committed_at = None
+        for v in order:
+            nil = sc.votes_nil(v.genesis_index, h)
+            vote = self._vote(v, vals, h, r, PRECOMMIT, None if nil else block, start, t + tick / 4)
+            sigs[v.address] = CommitSig(FLAG_NIL if nil else FLAG_COMMIT, v.address, vote.timestamp, vote.signature)
+            if sc.precommits_late(v.genesis_index, h):
+                self._carry.append(vote)  # sent after the next height starts; still in the commit
+                continue
+            t += tick / 4
+            out.append(Emission(t, "Vote", vote))
+            power += 0 if nil else v.power
+            if committed_at is None and power * 3 > total * 2:
+                committed_at = t
+                out.append(Emission(t, "NewRoundStep", _step(h, r, "RoundStepCommit")))
+        if committed_at is None:  # late precommits were needed for +2/3: the commit comes with them
+            committed_at = t
+            out.append(Emission(t, "NewRoundStep", _step(h, r, "RoundStepCommit")))
+        commit = Commit(
+            height=h,
+            round=r,
+            block_hash=block,
+            signatures=tuple(sigs.get(v.address, CommitSig(FLAG_ABSENT, "", None, None)) for v in vals),
+        )
+        record = BlockRecord(h, block, start + timedelta(seconds=committed_at), self.proposer(h, r)[1].address, commit)
+        return t, record, out
+
+    def _position(self, vals: tuple[SimValidator, ...], v: SimValidator) -> int:
+        key = id(vals)
+        if self._positions[0] != key:
+            self._positions = (key, {x.address: i for i, x in enumerate(vals)})
+        return self._positions[1][v.address]
+
+    def _vote(
+        self, v: SimValidator, vals, h: int, r: int, type_: int, block: bytes | None, start: datetime, t: float
+    ) -> Vote:
+        return Vote(
+            height=h,
+            round=r,
+            type=type_,
+            block_hash=block,
+            timestamp=start + timedelta(seconds=t),
+            validator_address=v.address,
+            validator_index=self._position(vals, v),
+            signature=self._signature(v, h, r, type_),
+        )
+
+    # Blocks kept for /block and /commit; older ones answer "not available" like a pruned node.
+    KEEP_BLOCKS = 100_000
+
+    def commit_block(self, record: BlockRecord) -> None:
+        self.blocks[record.height] = record
+        self.latest_height = max(self.latest_height, record.height)
+        self.blocks.pop(record.height - self.KEEP_BLOCKS, None)
+
+    @property
+    def earliest_height(self) -> int:
+        return max(1, self.latest_height - self.KEEP_BLOCKS + 1)

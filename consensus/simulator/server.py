@@ -1,0 +1,437 @@
+"""The simulator's network face: CometBFT's websocket and HTTP RPC, served by aiohttp on 127.0.0.1.
+
+A SimNode is one RPC endpoint of a SimChain. Several nodes may serve one chain (failover tests):
+each can lag (stall), drop its connections, report another chain-id, or send malformed frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import time
+from datetime import UTC, datetime, timedelta
+
+from aiohttp import WSMsgType, web
+
+from consensus.protocol import encode
+
+from .chain import Emission, SimChain
+
+log = logging.getLogger(__name__)
+
+MAX_SUBSCRIPTIONS = 5
+QUEUE_LIMIT = 200_000  # frames buffered per connection before the node gives up on a slow client
+_ID0 = '{"jsonrpc":"2.0","id":0'
+_KNOWN_QUERIES = {
+    "NewRound",
+    "NewRoundStep",
+    "Vote",
+    "CompleteProposal",
+    "NewBlock",
+    "ValidatorSetUpdates",
+    "Tx",
+    "NewBlockHeader",
+    "TimeoutPropose",
+    "TimeoutWait",
+    "Polka",
+    "Lock",
+    "Relock",
+    "ValidBlock",
+}
+
+
+def event_body(em: Emission) -> str:
+    """The frame for an event, without its leading `{"jsonrpc":"2.0","id":N` (per subscriber)."""
+    q, e = em.query, em.event
+    if q == "Vote":
+        frame = encode.vote_frame(e, 0)
+    elif q == "NewRound":
+        frame = encode.new_round_frame(e, 0)
+    elif q == "NewRoundStep":
+        frame = encode.round_step_frame(e, 0)
+    elif q == "CompleteProposal":
+        frame = encode.complete_proposal_frame(e, 0)
+    else:  # pragma: no cover - the chain only emits the four above
+        raise ValueError(q)
+    return frame[len(_ID0) :]
+
+
+class Connection:
+    def __init__(self, ws: web.WebSocketResponse) -> None:
+        self.ws = ws
+        self.subs: dict[str, int | str] = {}  # event name -> subscribe request id
+        self.queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=QUEUE_LIMIT)
+        self.sent = 0
+
+    def push(self, frame: str) -> bool:
+        try:
+            self.queue.put_nowait(frame)
+            return True
+        except asyncio.QueueFull:
+            return False
+
+
+class SimNode:
+    def __init__(
+        self,
+        chain: SimChain,
+        port: int = 0,
+        *,
+        host: str = "127.0.0.1",
+        moniker: str = "sim",
+        chain_id: str | None = None,
+    ) -> None:
+        self.chain = chain
+        self.host = host
+        self.port = port
+        self.moniker = moniker
+        self.chain_id = chain_id  # None: the chain's own; set to serve a wrong chain-id
+        self.connections: set[Connection] = set()
+        self.stalled_until = 0.0  # monotonic; a lagging node forwards nothing and freezes /status
+        self._frozen_height: int | None = None
+        self.malformed_every = chain.scenario.malformed_every
+        self._frames = 0
+        self.frames_sent = 0
+        self.accepting = True
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    # --- control (tests, scenarios) ---
+
+    def stall(self, seconds: float) -> None:
+        """Lag: forward no events and keep reporting the current height for `seconds`."""
+        self._frozen_height = self.chain.latest_height
+        self.stalled_until = time.monotonic() + seconds
+
+    def is_stalled(self) -> bool:
+        if self.stalled_until and time.monotonic() >= self.stalled_until:
+            self.stalled_until, self._frozen_height = 0.0, None
+        return bool(self.stalled_until)
+
+    async def drop_connections(self) -> None:
+        for conn in list(self.connections):
+            await conn.ws.close(code=1001, message=b"node restarting")
+
+    def cancel_subscriptions(self, reason: str = "CometBFT exited") -> None:
+        for conn in list(self.connections):
+            for sub_id in conn.subs.values():
+                conn.push(encode.cancelled_frame(sub_id, reason))
+            conn.subs.clear()
+
+    # --- events ---
+
+    def broadcast(self, query: str, body: str) -> None:
+        if self.is_stalled():
+            return
+        for conn in list(self.connections):
+            sub_id = conn.subs.get(query)
+            if sub_id is None:
+                continue
+            if not conn.push(f'{{"jsonrpc":"2.0","id":{json.dumps(sub_id)}{body}'):
+                # Like close_on_slow_client: the node cancels what a reader cannot keep up with.
+                log.warning("sim %s: slow client, cancelling its subscriptions", self.moniker)
+                conn.queue = asyncio.Queue(maxsize=QUEUE_LIMIT)
+                for sid in conn.subs.values():
+                    conn.push(encode.cancelled_frame(sid, "internal subscription event buffer is out of capacity"))
+                conn.subs.clear()
+                continue
+            self._frames += 1
+            if self.malformed_every and self._frames % self.malformed_every == 0:
+                conn.push('{"jsonrpc":"2.0","id":' + str(sub_id) + ',"result":{"query":"tm.event=\'Vote\'","data":{"ty')
+
+    # --- server ---
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/websocket", self.websocket)
+        app.router.add_get("/v1/websocket", self.websocket)
+        app.router.add_get("/status", self.status)
+        app.router.add_get("/validators", self.validators)
+        app.router.add_get("/block", self.block)
+        app.router.add_get("/commit", self.commit)
+        app.router.add_get("/health", self.health)
+        return app
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
+        await site.start()
+        if self.port == 0:
+            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def stop(self) -> None:
+        await self.drop_connections()
+        if self._runner:
+            await self._runner.cleanup()
+
+    async def websocket(self, request: web.Request) -> web.StreamResponse:
+        if not self.accepting:
+            raise web.HTTPServiceUnavailable()
+        ws = web.WebSocketResponse(heartbeat=27.0, max_msg_size=1_000_000, compress=False)
+        await ws.prepare(request)
+        conn = Connection(ws)
+        self.connections.add(conn)
+        writer = asyncio.create_task(self._writer(conn))
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT:
+                    self._handle_request(conn, msg.data)
+                elif msg.type == WSMsgType.ERROR:
+                    break
+        finally:
+            self.connections.discard(conn)
+            conn.subs.clear()
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+        return ws
+
+    async def _writer(self, conn: Connection) -> None:
+        with contextlib.suppress(ConnectionResetError, RuntimeError):
+            while True:
+                frame = await conn.queue.get()
+                if frame is None or conn.ws.closed:
+                    return
+                await conn.ws.send_str(frame)
+                conn.sent += 1
+                self.frames_sent += 1
+
+    def _handle_request(self, conn: Connection, text: str) -> None:
+        try:
+            req = json.loads(text)
+            if not isinstance(req, dict):
+                raise ValueError("not an object")
+        except ValueError:
+            conn.push(encode.error_frame(None, -32700, "Parse error. Invalid JSON", "invalid request"))
+            return
+        rid = req.get("id")
+        method = req.get("method")
+        params = req.get("params") or {}
+        query = params.get("query", "") if isinstance(params, dict) else ""
+        if method == "subscribe":
+            name = self._parse_query(query)
+            if name is None:
+                conn.push(
+                    encode.error_frame(
+                        rid, -32603, "Internal error", f"failed to parse query: {query!r} is not tm.event='<EventName>'"
+                    )
+                )
+            elif len(conn.subs) >= MAX_SUBSCRIPTIONS:
+                conn.push(
+                    encode.error_frame(
+                        rid, -32603, "Internal error", f"max_subscriptions_per_client {MAX_SUBSCRIPTIONS} reached"
+                    )
+                )
+            elif name in conn.subs:
+                conn.push(encode.error_frame(rid, -32603, "Internal error", "already subscribed"))
+            else:
+                conn.subs[name] = rid
+                conn.push(encode.ack_frame(rid))
+        elif method == "unsubscribe":
+            name = self._parse_query(query)
+            if name is None or name not in conn.subs:
+                conn.push(encode.error_frame(rid, -32603, "Internal error", "subscription not found"))
+            else:
+                del conn.subs[name]
+                conn.push(encode.ack_frame(rid))
+        elif method == "unsubscribe_all":
+            conn.subs.clear()
+            conn.push(encode.ack_frame(rid))
+        else:
+            conn.push(encode.error_frame(rid, -32601, "Method not found"))
+
+    @staticmethod
+    def _parse_query(query: str) -> str | None:
+        q = query.replace(" ", "")
+        if q.startswith("tm.event='") and q.endswith("'"):
+            name = q[len("tm.event='") : -1]
+            return name if name in _KNOWN_QUERIES else None
+        return None
+
+    # --- HTTP ---
+
+    def _reply(self, body: str, status: int = 200) -> web.Response:
+        return web.Response(text=body, status=status, content_type="application/json")
+
+    def _error(self, data: str) -> web.Response:
+        return self._reply(encode.http_error(data), status=500)
+
+    def _latest(self) -> int:
+        self.is_stalled()
+        return self._frozen_height if self._frozen_height is not None else self.chain.latest_height
+
+    def _height_arg(self, request: web.Request, default: int) -> int | web.Response:
+        raw = request.query.get("height", "").strip('"')
+        if not raw:
+            return default
+        try:
+            h = int(raw)
+        except ValueError:
+            return self._error(f"error converting http params to arguments: invalid height {raw!r}")
+        latest = self._latest()
+        if h <= 0:
+            return self._error("height must be greater than zero")
+        if h > max(latest, 1):
+            return self._error(f"height {h} must be less than or equal to the current blockchain height {latest}")
+        if h < self.chain.earliest_height and h not in self.chain.blocks:
+            return self._error(f"height {h} is not available, lowest height is {self.chain.earliest_height}")
+        return h
+
+    async def health(self, request: web.Request) -> web.Response:
+        return self._reply(encode.http_result({}))
+
+    async def status(self, request: web.Request) -> web.Response:
+        latest = self._latest()
+        chain = self.chain
+        rec = chain.blocks.get(latest)
+        first = chain.blocks.get(chain.earliest_height)
+        zero = bytes(32)
+        v = chain.validator_set(max(latest, 1))[0]
+        return self._reply(
+            encode.status_reply(
+                chain_id=self.chain_id or chain.chain_id,
+                moniker=self.moniker,
+                node_id=f"{self.port:040x}",
+                listen_port=self.port,
+                latest_hash=rec.block_hash if rec else zero,
+                latest_height=latest,
+                latest_time=rec.time if rec else chain.genesis_time,
+                earliest_hash=first.block_hash if first else zero,
+                earliest_time=first.time if first else chain.genesis_time,
+                validator=v.info(),
+            )
+        )
+
+    async def validators(self, request: web.Request) -> web.Response:
+        h = self._height_arg(request, max(self._latest(), 1))
+        if isinstance(h, web.Response):
+            return h
+        try:
+            page = int(request.query.get("page", "1").strip('"') or 1)
+            per_page = int(request.query.get("per_page", "30").strip('"') or 30)
+        except ValueError:
+            return self._error("error converting http params to arguments: invalid page or per_page")
+        per_page = 30 if per_page <= 0 else min(per_page, 100)
+        vals = self.chain.validator_set(h)
+        pages = max(1, math.ceil(len(vals) / per_page))
+        if page < 1 or page > pages:
+            return self._error(f"page should be within [1, {pages}] range, given {page}")
+        chunk = vals[(page - 1) * per_page : page * per_page]
+        return self._reply(encode.validators_reply(h, [v.info() for v in chunk], len(vals)))
+
+    def _header(self, h: int) -> dict:
+        rec = self.chain.blocks[h]
+        prev = self.chain.blocks.get(h - 1)
+        return encode.header_doc(
+            chain_id=self.chain.chain_id,
+            height=h,
+            time=rec.time,
+            last_block_hash=prev.block_hash if prev else None,
+            proposer=rec.proposer,
+        )
+
+    async def block(self, request: web.Request) -> web.Response:
+        h = self._height_arg(request, self._latest())
+        if isinstance(h, web.Response):
+            return h
+        if h not in self.chain.blocks:
+            return self._error(f"height {h} is not available")
+        prev = self.chain.blocks.get(h - 1)
+        return self._reply(
+            encode.block_reply(
+                block_hash=self.chain.blocks[h].block_hash,
+                header=self._header(h),
+                last_commit=prev.commit if prev else None,
+            )
+        )
+
+    async def commit(self, request: web.Request) -> web.Response:
+        latest = self._latest()
+        h = self._height_arg(request, latest)
+        if isinstance(h, web.Response):
+            return h
+        if h not in self.chain.blocks:
+            return self._error(f"height {h} is not available")
+        return self._reply(
+            encode.commit_reply(header=self._header(h), commit=self.chain.blocks[h].commit, canonical=h < latest)
+        )
+
+
+class SimNetwork:
+    """Chains and their nodes, played out in real time on one asyncio loop."""
+
+    def __init__(self) -> None:
+        self.chains: list[tuple[SimChain, list[SimNode]]] = []
+        self._tasks: list[asyncio.Task] = []
+        self.events_emitted = 0
+
+    def add(self, chain: SimChain, ports: list[int], *, monikers: list[str] | None = None) -> list[SimNode]:
+        nodes = [
+            SimNode(chain, port, moniker=(monikers or [])[i] if monikers and i < len(monikers) else f"sim{i}")
+            for i, port in enumerate(ports)
+        ]
+        self.chains.append((chain, nodes))
+        return nodes
+
+    async def start(self) -> None:
+        for _, nodes in self.chains:
+            for node in nodes:
+                await node.start()
+        for chain, nodes in self.chains:
+            self._tasks.append(asyncio.create_task(self._play(chain, nodes), name=f"sim-{chain.chain_id}"))
+            if chain.scenario.drop_connections_every > 0:
+                self._tasks.append(asyncio.create_task(self._dropper(chain, nodes)))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for _, nodes in self.chains:
+            for node in nodes:
+                await node.stop()
+
+    async def _dropper(self, chain: SimChain, nodes: list[SimNode]) -> None:
+        while True:
+            await asyncio.sleep(chain.scenario.drop_connections_every)
+            for node in nodes:
+                await node.drop_connections()
+
+    async def _play(self, chain: SimChain, nodes: list[SimNode]) -> None:
+        loop = asyncio.get_running_loop()
+        height = chain.latest_height + 1
+        start_mono = loop.time()
+        start_wall = datetime.now(UTC)
+        while True:
+            next_start = None
+            for em in chain.emit_height(height, start_wall):
+                delay = start_mono + em.offset - loop.time()
+                if delay > 0.0005:
+                    await asyncio.sleep(delay)
+                if em.end:
+                    next_start = em.offset
+                    break
+                if em.block is not None:
+                    chain.commit_block(em.block)
+                    continue
+                body = event_body(em)
+                for node in nodes:
+                    node.broadcast(em.query, body)
+                self.events_emitted += 1
+            if next_start is None:
+                log.warning("sim %s: below 2/3 of the power online at height %s; silent", chain.chain_id, height)
+                await asyncio.Event().wait()
+                return
+            start_mono += next_start
+            start_wall += timedelta(seconds=next_start)
+            height += 1
+            # Let the writers run even when the block time is zero (load tests).
+            await asyncio.sleep(0)
