@@ -36,3 +36,22 @@ def staff_client(client, django_user_model):
     user = django_user_model.objects.create_superuser("staff", email="", password="pw-for-tests")
     client.force_login(user)
     return client
+
+
+@pytest.fixture(scope="session")
+def localnet(tmp_path_factory):
+    """A real 4-validator CometBFT localnet (injective-core), shared by the end-to-end tests.
+
+    Tests that stop a validator start it again before they finish."""
+    from tools.localnet import Localnet, LocalnetUnavailable
+
+    try:
+        net = Localnet(tmp_path_factory.mktemp("localnet"))
+    except LocalnetUnavailable as exc:
+        pytest.skip(f"real CometBFT localnet unavailable here: {exc}")
+    net.start()
+    try:
+        net.wait_for_height(3, timeout=90)
+        yield net
+    finally:
+        net.stop()
