@@ -305,7 +305,7 @@ def main() -> None:
     )
     parser.add_argument("action", choices=["start", "stop", "stop-node", "start-node", "status"])
     parser.add_argument("node", nargs="?", type=int, help="node index for stop-node / start-node")
-    parser.add_argument("--dir", type=Path, default=Path("/tmp/ctop-localnet"))
+    parser.add_argument("--dir", type=Path, default=Path("/tmp/ctop-localnet"))  # noqa: S108 - a scratch dir for tests
     parser.add_argument("--commit-timeout", default="1s")
     args = parser.parse_args()
     try:

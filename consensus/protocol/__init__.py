@@ -49,7 +49,7 @@ from .values import (
     ValidatorsPage,
     Vote,
 )
-from .websocket import QUERIES, decode_frame, subscribe_request, unsubscribe_all_request
+from .websocket import QUERIES, Peek, decode_frame, peek_frame, subscribe_request, unsubscribe_all_request
 
 __all__ = [
     "FLAG_ABSENT",
@@ -72,6 +72,7 @@ __all__ = [
     "NetInfo",
     "NewBlock",
     "NewRound",
+    "Peek",
     "ProtocolError",
     "RPCError",
     "RPCErrorKind",
@@ -91,6 +92,7 @@ __all__ = [
     "decode_net_info",
     "decode_status",
     "decode_validators",
+    "peek_frame",
     "subscribe_request",
     "unsubscribe_all_request",
     "unwrap",

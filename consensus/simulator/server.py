@@ -65,6 +65,7 @@ class Connection:
         self.subs: dict[str, int | str] = {}  # event name -> subscribe request id
         self.queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=QUEUE_LIMIT)
         self.sent = 0
+        self.sent_frames: list[str] | None = None  # filled when the node records (tests)
 
     def push(self, frame: str) -> bool:
         try:
@@ -96,6 +97,8 @@ class SimNode:
         self._frames = 0
         self.frames_sent = 0
         self.accepting = True
+        self.record = False  # keep every frame sent, per connection (tests compare them with Redis)
+        self.recorded: list[Connection] = []
         self._runner: web.AppRunner | None = None
 
     @property
@@ -177,6 +180,9 @@ class SimNode:
         ws = web.WebSocketResponse(heartbeat=27.0, max_msg_size=1_000_000, compress=False)
         await ws.prepare(request)
         conn = Connection(ws)
+        if self.record:
+            conn.sent_frames = []
+            self.recorded.append(conn)
         self.connections.add(conn)
         writer = asyncio.create_task(self._writer(conn))
         try:
@@ -201,6 +207,8 @@ class SimNode:
                     return
                 await conn.ws.send_str(frame)
                 conn.sent += 1
+                if conn.sent_frames is not None:
+                    conn.sent_frames.append(frame)
                 self.frames_sent += 1
 
     def _handle_request(self, conn: Connection, text: str) -> None:

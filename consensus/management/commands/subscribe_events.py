@@ -1,0 +1,136 @@
+"""`manage.py subscribe_events`: consensus events of every watched chain into Redis Streams.
+
+The original ctop's `event-subscription-service --networks <name>,<rpc> --redis.url <url>`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from django.db import close_old_connections
+
+from consensus.models import Chain
+from consensus.networks import NetworksError, select_chains
+from consensus.streams import connect
+from consensus.subscriber import ChainTarget, Options, SubscribeRunner
+from ctop_project.cli import parse_duration
+from ctop_project.commands import require_database, stop_on_signals
+
+log = logging.getLogger("ctop.subscriber")
+
+
+def seconds(text: str) -> float:
+    return parse_duration(text).total_seconds()
+
+
+def adopter(chain_pk: int):
+    def adopt(reported: str) -> str:
+        close_old_connections()
+        chain = Chain.objects.get(pk=chain_pk)
+        chain.check_chain_id(reported)  # raises ChainIdMismatch if another process learned a different one
+        return chain.chain_id
+
+    return adopt
+
+
+class Command(BaseCommand):
+    help = "Subscribe to NewRound, NewRoundStep and Vote events of every watched chain and append them to Redis."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument(
+            "--networks",
+            default="",
+            help="name,url[,name,url...] (tcp/http/https/ws/wss URLs; repeat a name for failover "
+            "endpoints). Default: every enabled chain in the database.",
+        )
+        parser.add_argument(
+            "--redis.url", "--redis-url", dest="redis_url", default=None, help="Redis URL (default REDIS_URL)."
+        )
+        parser.add_argument("--max-events", type=int, default=None, help="Exit after delivering this many entries.")
+        parser.add_argument("--duration", type=seconds, default=None, help="Exit after this long, e.g. 30s.")
+        parser.add_argument(
+            "--silence-timeout",
+            type=seconds,
+            default=30.0,
+            help="Reconnect when the feed is silent this long while the chain advances (30s).",
+        )
+        parser.add_argument(
+            "--health-interval", type=seconds, default=10.0, help="How often every endpoint's /status is checked (10s)."
+        )
+        parser.add_argument(
+            "--stale-after",
+            type=seconds,
+            default=60.0,
+            help="An endpoint whose latest block is this much older than the others' is lagging.",
+        )
+        parser.add_argument(
+            "--max-lag-blocks",
+            type=int,
+            default=5,
+            help="An endpoint this many heights behind the others is lagging (5).",
+        )
+        parser.add_argument(
+            "--buffer", type=int, default=100_000, help="Entries held in memory while Redis is unavailable (100000)."
+        )
+        parser.add_argument(
+            "--backfill-limit",
+            type=int,
+            default=1000,
+            help="Most recent heights of a gap to backfill from /block (1000).",
+        )
+        parser.add_argument("--log-interval", type=seconds, default=10.0, help="Per-chain stats log interval (10s).")
+
+    def handle(self, *args, **opts) -> None:
+        require_database()
+        try:
+            chains = select_chains(networks=opts["networks"], with_urls=True)
+        except NetworksError as exc:
+            raise CommandError(str(exc), returncode=2) from None
+        if not chains:
+            raise CommandError("no chains to watch: give --networks name,url or add chains in the admin", returncode=2)
+        for name in ("max_events", "buffer", "backfill_limit", "max_lag_blocks"):
+            if opts[name] is not None and opts[name] <= 0:
+                raise CommandError(f"--{name.replace('_', '-')} must be positive", returncode=2)
+        targets = []
+        for chain in chains:
+            endpoints = [(e.url, e.priority) for e in chain.endpoints.filter(enabled=True)]
+            if not endpoints:
+                raise CommandError(f"chain {chain.name} has no enabled endpoint", returncode=2)
+            targets.append(ChainTarget(chain.name, chain.chain_id, endpoints, adopter(chain.pk)))
+        client = connect(opts["redis_url"] or settings.REDIS_URL)
+        try:
+            client.ping()
+        except Exception as exc:
+            log.error(
+                "Redis at %s is unavailable (%s); events are buffered in memory until it is back",
+                opts["redis_url"] or settings.REDIS_URL,
+                exc,
+            )
+        options = Options(
+            silence_timeout=opts["silence_timeout"],
+            health_interval=opts["health_interval"],
+            stale_after=opts["stale_after"],
+            max_lag_blocks=opts["max_lag_blocks"],
+            backfill_limit=opts["backfill_limit"],
+        )
+        runner = SubscribeRunner(
+            targets,
+            client=client,
+            options=options,
+            maxlen=settings.CTOP["STREAM_MAXLEN"],
+            buffer_limit=opts["buffer"],
+            max_events=opts["max_events"],
+            log_interval=opts["log_interval"],
+        )
+        stop_on_signals(runner.stop)
+        close_old_connections()
+        log.info("watching %s", ", ".join(f"{t.name} ({len(t.endpoints)} endpoint(s))" for t in targets))
+        report = runner.run(duration=opts["duration"])
+        self.stdout.write(
+            f"delivered {report.delivered} entries to Redis"
+            + (f"; {report.undelivered} NOT delivered" if report.undelivered else "")
+        )
+        if report.undelivered:
+            raise CommandError("some received entries were not delivered to Redis", returncode=1)

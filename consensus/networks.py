@@ -1,0 +1,140 @@
+"""`--networks name,url[,name,url...]`, the original ctop's syntax, and the chains it names.
+
+URLs may be tcp://, http://, https://, ws:// or wss://, with or without /websocket; they are kept
+as the HTTP base URL (http://host:port), from which the websocket URL is derived. A name given
+twice gets several endpoints, in the order given (the first is preferred, the others are failovers).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from django.db import transaction
+
+from .models import Chain, Endpoint
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$", re.IGNORECASE)
+_SCHEMES = {"tcp": "http", "http": "http", "https": "https", "ws": "http", "wss": "https"}
+
+
+class NetworksError(ValueError):
+    """A --networks value that cannot be used; the message says why, for the command line."""
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    name: str
+    urls: tuple[str, ...]
+
+
+def normalize_url(raw: str) -> str:
+    """tcp://host:26657 -> http://host:26657 ; wss://host/websocket -> https://host ; ..."""
+    text = raw.strip()
+    if "://" not in text:
+        raise NetworksError(f"{raw!r} is not a URL: give a scheme, e.g. tcp://{text or 'host'}:26657")
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError as exc:
+        raise NetworksError(f"{raw!r} is not a valid URL: {exc}") from None
+    scheme = _SCHEMES.get(parts.scheme.lower())
+    if scheme is None:
+        raise NetworksError(f"{raw!r}: unsupported scheme {parts.scheme!r} (use tcp, http, https, ws or wss)")
+    if not parts.hostname:
+        raise NetworksError(f"{raw!r}: no host")
+    if parts.query or parts.fragment:
+        raise NetworksError(f"{raw!r}: a query or fragment is not allowed in an RPC URL")
+    path = parts.path.rstrip("/")
+    for suffix in ("/v1/websocket", "/websocket"):
+        if path.endswith(suffix):
+            path = path[: -len(suffix)]
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    netloc = f"{host}:{port}" if port else host
+    if parts.username or parts.password:
+        netloc = parts.netloc.rsplit("@", 1)[0] + "@" + netloc
+    return f"{scheme}://{netloc}{path}"
+
+
+def websocket_url(http_url: str) -> str:
+    return (
+        "wss://" + http_url[len("https://") :]
+        if http_url.startswith("https://")
+        else "ws://" + http_url[len("http://") :]
+    ) + "/websocket"
+
+
+def parse_networks(value: str) -> list[NetworkSpec]:
+    """Parse `name,url,name,url,...`; raise NetworksError with an operator-readable message."""
+    items = [item.strip() for item in value.split(",")]
+    if value.strip() == "":
+        raise NetworksError("--networks is empty: give name,url pairs, e.g. osmosis,tcp://127.0.0.1:26657")
+    if len(items) % 2:
+        raise NetworksError(
+            f"--networks needs name,url pairs but got {len(items)} items ({value!r}); "
+            "e.g. osmosis,tcp://host:26657,juno,https://host2"
+        )
+    specs: dict[str, list[str]] = {}
+    for i in range(0, len(items), 2):
+        name, url = items[i], items[i + 1]
+        if not name:
+            raise NetworksError(f"--networks: empty network name before {url!r}")
+        if not _NAME.match(name):
+            raise NetworksError(f"--networks: bad network name {name!r} (letters, digits, - and _ only)")
+        normalized = normalize_url(url)
+        urls = specs.setdefault(name.lower(), [])
+        if normalized not in urls:
+            urls.append(normalized)
+    return [NetworkSpec(name, tuple(urls)) for name, urls in specs.items()]
+
+
+def parse_names(value: str) -> list[str]:
+    """`--networks osmosis,juno` (names only, for commands that read chains from the database)."""
+    names = [n.strip().lower() for n in value.split(",") if n.strip()]
+    bad = [n for n in names if not _NAME.match(n)]
+    if bad:
+        raise NetworksError(f"--networks: bad network name(s) {', '.join(map(repr, bad))}")
+    return names
+
+
+@transaction.atomic
+def ensure_chains(specs: list[NetworkSpec]) -> list[Chain]:
+    """Create the named chains (enabled) and their endpoints; endpoints named on the command line
+    come first, in the order given. Existing endpoints stay as failovers after them."""
+    chains = []
+    for spec in specs:
+        chain, _ = Chain.objects.get_or_create(name=spec.name)
+        existing = {e.url: e for e in chain.endpoints.all()}
+        for priority, url in enumerate(spec.urls):
+            endpoint = existing.get(url)
+            if endpoint is None:
+                Endpoint.objects.create(chain=chain, url=url, priority=priority)
+            elif endpoint.priority != priority or not endpoint.enabled:
+                endpoint.priority, endpoint.enabled = priority, True
+                endpoint.save(update_fields=["priority", "enabled"])
+        for offset, endpoint in enumerate(e for url, e in existing.items() if url not in spec.urls):
+            if endpoint.priority < len(spec.urls):
+                endpoint.priority = len(spec.urls) + offset
+                endpoint.save(update_fields=["priority"])
+        chains.append(chain)
+    return chains
+
+
+def select_chains(*, networks: str = "", with_urls: bool = False) -> list[Chain]:
+    """The chains a command works on: every enabled chain, or those --networks names.
+
+    with_urls: --networks is the original's name,url pairs (chains and endpoints are created as
+    needed); otherwise it is a list of known chain names. Raises NetworksError for a bad list."""
+    if not networks.strip():
+        return list(Chain.objects.filter(enabled=True).order_by("name"))
+    if not with_urls:
+        names = parse_names(networks)
+        found = {c.name: c for c in Chain.objects.filter(name__in=names)}
+        unknown = [n for n in names if n not in found]
+        if unknown:
+            raise NetworksError(
+                f"unknown network(s): {', '.join(unknown)}; add them with --networks name,url or in the admin"
+            )
+        return [found[n] for n in names]
+    return ensure_chains(parse_networks(networks))

@@ -1,0 +1,181 @@
+"""SubscribeRunner: every chain's worker, one Redis writer, periodic per-chain log lines.
+
+The management command is a thin shell around this; tests drive it directly."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import redis
+
+from consensus.streams import GROUP, last_height_key, stream_key
+
+from .backfill import Backfiller
+from .worker import ChainWorker, Options
+from .writer import StreamWriter
+
+log = logging.getLogger("ctop.subscriber")
+
+
+@dataclass(frozen=True)
+class ChainTarget:
+    name: str
+    chain_id: str
+    endpoints: list[tuple[str, int]]  # (url, priority)
+    adopt_chain_id: Callable[[str], str] | None = None
+
+
+@dataclass
+class RunReport:
+    delivered: int
+    undelivered: int
+    per_chain: dict[str, int]
+
+
+class SubscribeRunner:
+    def __init__(
+        self,
+        targets: list[ChainTarget],
+        *,
+        client: redis.Redis,
+        options: Options | None = None,
+        maxlen: int = 2_000_000,
+        buffer_limit: int = 100_000,
+        max_events: int | None = None,
+        log_interval: float = 10.0,
+    ) -> None:
+        self.targets = targets
+        self.client = client
+        self.opts = options or Options()
+        self.maxlen = maxlen
+        self.log_interval = log_interval
+        self.stop = threading.Event()
+        self.writer = StreamWriter(client, maxlen=maxlen, buffer_limit=buffer_limit, stop_after=max_events)
+        self.workers: list[ChainWorker] = []
+        self.backfillers: list[Backfiller] = []
+
+    def _last_height(self, chain: str) -> int | None:
+        try:
+            raw = self.client.get(last_height_key(chain))
+        except redis.RedisError as exc:
+            log.error(
+                "chain=%s cannot read the last delivered height from Redis (%s); gaps since the last run "
+                "will show from the first height seen",
+                chain,
+                exc,
+            )
+            return None
+        return int(raw) if raw else None
+
+    def start(self) -> None:
+        if self.workers:
+            return
+        self.writer.start()
+        for target in self.targets:
+            worker = ChainWorker(
+                chain_name=target.name,
+                chain_id=target.chain_id,
+                endpoints=target.endpoints,
+                writer=self.writer,
+                stop=self.stop,
+                options=self.opts,
+                last_height=self._last_height(target.name),
+                adopt_chain_id=target.adopt_chain_id,
+            )
+            backfiller = Backfiller(
+                target.name,
+                worker.health,
+                self.writer,
+                self.stop,
+                limit=self.opts.backfill_limit,
+                timeout=self.opts.http_timeout,
+            )
+            worker.on_gap = backfiller.add
+            self.workers.append(worker)
+            self.backfillers.append(backfiller)
+            backfiller.start()
+            worker.start()
+
+    def run(self, *, duration: float | None = None, flush_timeout: float = 5.0) -> RunReport:
+        """Run until stop is set, --max-events are delivered, or `duration` seconds pass."""
+        self.start()
+        deadline = time.monotonic() + duration if duration else None
+        next_log = time.monotonic() + self.log_interval
+        last_counts = {w.chain: 0 for w in self.workers}
+        last_time = time.monotonic()
+        while not self.stop.is_set():
+            if self.writer.done.wait(0.2):
+                break
+            now = time.monotonic()
+            if deadline and now >= deadline:
+                break
+            if now >= next_log:
+                self._log_stats(last_counts, now - last_time)
+                last_time, next_log = now, now + self.log_interval
+        return self.shutdown(flush_timeout)
+
+    def shutdown(self, flush_timeout: float = 5.0) -> RunReport:
+        self.stop.set()
+        for thread in [*self.workers, *self.backfillers]:
+            thread.join(timeout=5)
+        undelivered = self.writer.close(flush_timeout)
+        if undelivered:
+            log.error(
+                "%d received entries could not be delivered to Redis before exit; the next start records "
+                "their heights as a gap",
+                undelivered,
+            )
+        return RunReport(self.writer.stats.delivered, undelivered, dict(self.writer.stats.per_chain))
+
+    def _log_stats(self, last_counts: dict[str, int], elapsed: float) -> None:
+        for w in self.workers:
+            c = w.counters
+            rate = (c.events - last_counts[w.chain]) / max(elapsed, 1e-6)
+            last_counts[w.chain] = c.events
+            log.info(
+                "chain=%s endpoint=%s height=%s events=%d rate=%.0f/s reconnects=%d failovers=%d gaps=%d "
+                "malformed=%d errors=%s backfilled=%d buffered=%d",
+                w.chain,
+                w.connected_url or "-",
+                w.last_height,
+                c.events,
+                rate,
+                c.reconnects,
+                c.failovers,
+                c.gaps,
+                c.malformed,
+                c.errors or "{}",
+                next(b.filled for b in self.backfillers if b.chain == w.chain),
+                self.writer.buffered,
+            )
+            self._check_lag(w.chain)
+
+    def _check_lag(self, chain: str) -> None:
+        """Warn loudly when the consumer lags close to the stream bound: trimming would lose data."""
+        key = stream_key(chain)
+        try:
+            length = self.client.xlen(key)
+            unread = length
+            for group in self.client.xinfo_groups(key) if length else []:
+                if group.get("name") in (GROUP, GROUP.encode()):
+                    lag = group.get("lag")
+                    unread = int(lag) if lag is not None else length
+        except redis.ResponseError:
+            return  # no stream yet
+        except redis.RedisError:
+            return  # the writer reports Redis trouble
+        if unread > 0.8 * self.maxlen:
+            log.error(
+                "chain=%s stream %s holds %d unread entries, %.0f%% of its bound %d: stream_events is not keeping "
+                "up; entries beyond the bound are TRIMMED AND LOST. Start more stream_events consumers or raise "
+                "CTOP_STREAM_MAXLEN.",
+                chain,
+                key,
+                unread,
+                100 * unread / self.maxlen,
+                self.maxlen,
+            )

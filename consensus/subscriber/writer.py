@@ -1,0 +1,143 @@
+"""The subscriber's hand-off to Redis: one thread appends buffered entries with pipelined XADDs.
+
+Chain workers put entries into a bounded in-memory buffer; the writer drains it in batches. While
+Redis is away the buffer holds entries (up to its bound) and the writer retries with backoff; when
+the buffer is full, workers block (they stop reading, and the gap this causes is recorded). An entry
+counts as delivered only once Redis has accepted it.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import redis
+
+from consensus.protocol.stream import StreamEntry
+from consensus.streams import last_height_key, stream_key
+
+log = logging.getLogger("ctop.subscriber")
+
+
+@dataclass
+class WriterStats:
+    delivered: int = 0
+    batches: int = 0
+    redis_errors: int = 0
+    per_chain: dict[str, int] = field(default_factory=dict)
+
+
+class StreamWriter(threading.Thread):
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        maxlen: int,
+        buffer_limit: int = 100_000,
+        batch_size: int = 2_000,
+        stop_after: int | None = None,
+    ) -> None:
+        super().__init__(name="stream-writer", daemon=True)
+        self.client = client
+        self.maxlen = maxlen
+        self.buffer_limit = buffer_limit
+        self.batch_size = batch_size
+        self.stop_after = stop_after  # --max-events: stop once this many are delivered
+        self.stats = WriterStats()
+        self._buffer: deque[tuple[StreamEntry, int | None]] = deque()
+        self._cond = threading.Condition()
+        self._closing = False
+        self.done = threading.Event()  # set when stop_after is reached
+        self.redis_ok = True
+        self._top: dict[str, int] = {}
+
+    # --- producers ---
+
+    def put(self, entry: StreamEntry, height: int | None, stop: threading.Event) -> bool:
+        """Queue an entry; blocks while the buffer is full. False if stopping before it fit."""
+        with self._cond:
+            while len(self._buffer) >= self.buffer_limit:
+                if stop.is_set() or self._closing:
+                    return False
+                self._cond.wait(0.2)
+            self._buffer.append((entry, height))
+            if len(self._buffer) >= self.batch_size // 4:
+                self._cond.notify_all()
+        return True
+
+    def put_many(self, items: list[tuple[StreamEntry, int | None]], stop: threading.Event) -> bool:
+        with self._cond:
+            while len(self._buffer) + len(items) > self.buffer_limit and self._buffer:
+                if stop.is_set() or self._closing:
+                    return False
+                self._cond.wait(0.2)
+            self._buffer.extend(items)
+            self._cond.notify_all()
+        return True
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+    # --- the writer thread ---
+
+    def close(self, timeout: float = 5.0) -> int:
+        """Flush what is buffered (for up to `timeout` seconds); return how many were not delivered."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        self.join(timeout)
+        return len(self._buffer)
+
+    def run(self) -> None:
+        backoff = 0.1
+        while True:
+            with self._cond:
+                if not self._buffer:
+                    if self._closing:
+                        return
+                    self._cond.wait(0.05)
+                    continue
+                batch = [self._buffer[i] for i in range(min(self.batch_size, len(self._buffer)))]
+            try:
+                self._write(batch)
+            except redis.RedisError as exc:
+                self.stats.redis_errors += 1
+                if self.redis_ok:
+                    log.error("redis unavailable (%s); holding %d entries in memory and retrying", exc, self.buffered)
+                self.redis_ok = False
+                if self._closing and backoff > 2:
+                    return  # shutting down with Redis away: the caller reports what is left
+                time.sleep(backoff * (0.5 + random.random() / 2))
+                backoff = min(backoff * 2, 5.0)
+                continue
+            if not self.redis_ok:
+                log.warning("redis is back; delivering %d buffered entries", self.buffered)
+            self.redis_ok, backoff = True, 0.1
+            with self._cond:
+                for _ in batch:
+                    self._buffer.popleft()
+                self._cond.notify_all()
+            self.stats.delivered += len(batch)
+            self.stats.batches += 1
+            if self.stop_after is not None and self.stats.delivered >= self.stop_after:
+                self.done.set()
+
+    def _write(self, batch: list[tuple[StreamEntry, int | None]]) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        top: dict[str, int] = {}
+        for entry, height in batch:
+            # Auto-generated ids: a late vote for an earlier height is always accepted.
+            pipe.xadd(stream_key(entry.chain), entry.to_fields(), maxlen=self.maxlen, approximate=True)
+            if height is not None and height > top.get(entry.chain, 0):
+                top[entry.chain] = height
+        for chain, height in top.items():
+            self._top[chain] = max(self._top.get(chain, 0), height)  # late votes never lower it
+            pipe.set(last_height_key(chain), self._top[chain])
+        pipe.execute()
+        for entry, _ in batch:
+            self.stats.per_chain[entry.chain] = self.stats.per_chain.get(entry.chain, 0) + 1

@@ -1,0 +1,50 @@
+"""What every long-running ctop command shares: signal handling and clean exits."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+
+log = logging.getLogger("ctop")
+
+
+def stop_on_signals(stop: threading.Event | Callable[[], None]) -> None:
+    """SIGTERM and SIGINT finish the unit of work at hand and exit; a second signal exits at once."""
+    count = {"n": 0}
+
+    def handler(signum, frame):
+        count["n"] += 1
+        if count["n"] > 1:
+            raise KeyboardInterrupt
+        log.info("received %s; finishing and exiting", signal.Signals(signum).name)
+        stop.set() if isinstance(stop, threading.Event) else stop()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def require_database() -> None:
+    """One clear line instead of a traceback when PostgreSQL is down or the schema is missing."""
+    from django.core.management.base import CommandError
+    from django.db import DatabaseError, connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    try:
+        executor = MigrationExecutor(connection)
+        pending = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    except DatabaseError as exc:
+        settings_dict = connection.settings_dict
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CommandError(
+            f"PostgreSQL database {settings_dict['NAME']!r} at {settings_dict.get('HOST') or 'localhost'}:"
+            f"{settings_dict.get('PORT') or 5432} is not reachable ({first}); start it or set DATABASE_URL",
+            returncode=2,
+        ) from None
+    if pending:
+        raise CommandError(
+            f"the database schema is not up to date ({len(pending)} migration(s) pending): run "
+            "'manage.py bootstrap' (or 'manage.py migrate') first",
+            returncode=2,
+        )

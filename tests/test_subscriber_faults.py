@@ -1,0 +1,146 @@
+"""subscribe_events when Redis goes away, on SIGTERM, and with bad command lines."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from consensus.simulator import SimChain, SimulatorThread
+
+from .conftest import ROOT
+from .redisproc import RedisProcess
+from .subscriberhelpers import frames, running, target, wait_until
+
+
+@pytest.fixture
+def sim():
+    s = SimulatorThread()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    r = RedisProcess(tmp_path)
+    r.start()
+    yield r
+    r.kill()
+
+
+def test_redis_frozen_then_back_loses_nothing(sim, private_redis):
+    (node,) = sim.add_chain(SimChain("sim-1", validators=4, block_time=0.05))
+    node.record = True
+    sim.start()
+    client = private_redis.client()
+    with running([target("sim-1", node)], client) as runner:
+        wait_until(lambda: runner.writer.stats.delivered > 100)
+        private_redis.freeze()  # Redis stops answering: writes time out (after redis-py's own retries)
+        wait_until(lambda: not runner.writer.redis_ok, timeout=10, message="the writer notices")
+        time.sleep(1.0)
+        assert runner.writer.buffered > 50  # held in memory, not dropped
+        private_redis.thaw()
+        wait_until(lambda: runner.writer.redis_ok and runner.writer.buffered < 20, message="buffer drained")
+        time.sleep(0.5)
+    sent = [f for conn in node.recorded for f in conn.sent_frames if '"result":{}' not in f]
+    stored = frames(client, "sim-1")
+    # At-least-once: a batch Redis applied just as its reply timed out is sent again, so a frame
+    # may be stored twice (the natural keys in PostgreSQL make that harmless). None is lost, and
+    # first occurrences keep the order they were received in.
+    unique = list(dict.fromkeys(stored))
+    assert unique == sent[: len(unique)]
+    assert len(sent) - len(unique) < 50  # only what arrived after the runner stopped reading
+    assert runner.report.undelivered == 0
+
+
+def test_redis_restarted_buffered_entries_are_delivered(sim, private_redis):
+    (node,) = sim.add_chain(SimChain("sim-1", validators=4, block_time=0.05))
+    node.record = True
+    sim.start()
+    client = private_redis.client()
+    with running([target("sim-1", node)], client) as runner:
+        wait_until(lambda: runner.writer.stats.delivered > 50)
+        private_redis.kill()  # connection refused from now on; a restarted Redis starts empty
+        time.sleep(0.3)
+        marker = runner.writer.buffered + runner.writer.stats.delivered
+        time.sleep(1.5)
+        private_redis.start()
+        wait_until(lambda: runner.writer.redis_ok and runner.writer.buffered < 20, message="buffer drained")
+        time.sleep(0.3)
+    sent = [f for conn in node.recorded for f in conn.sent_frames if '"result":{}' not in f]
+    stored = frames(client, "sim-1")
+    # Everything received from the moment Redis went away is in the new Redis, in order.
+    tail = sent[marker : marker + 100]
+    assert len(tail) == 100
+    joined = "\n".join(stored)
+    assert all(f in joined for f in tail)
+
+
+def run_command(*args: str, timeout: float = 60, **popen) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "ctop_project.settings_test"}
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **popen,
+    )
+
+
+@pytest.mark.parametrize(
+    ("networks", "message"),
+    [
+        ("osmosis", "needs name,url pairs but got 1 items"),
+        ("osmosis,tcp://h:1,juno", "needs name,url pairs but got 3 items"),
+        (",tcp://h:1", "empty network name"),
+        ("osmosis,not-a-url", "is not a URL"),
+        ("osmosis,ftp://h:1", "unsupported scheme 'ftp'"),
+        ("osmosis,tcp://h:99999", "is not a valid URL"),
+        ("osmo sis,tcp://h:1", "bad network name"),
+    ],
+)
+def test_bad_networks_exit_2_before_anything_starts(networks, message, db):
+    # The networks syntax is checked before anything connects; the database is the test database.
+    proc = run_command("subscribe_events", "--networks", networks, timeout=30)
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sigterm_flushes_and_exits_0(sim, redis_client, settings):
+    from django.db import connection
+
+    (node,) = sim.add_chain(SimChain("sim-1", validators=4, block_time=0.1))
+    sim.start()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "ctop_project.settings_test",
+        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{connection.settings_dict['NAME']}",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "subscribe_events", "--networks", f"sim-1,{node.url}"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(lambda: redis_client.xlen(settings.CTOP["STREAM_PREFIX"] + "sim-1") > 30, timeout=30)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        out, err = proc.communicate(timeout=15)
+    assert proc.returncode == 0, err
+    assert time.monotonic() - started < 8
+    assert "delivered" in out
+    from consensus.models import Chain
+
+    assert Chain.objects.get(name="sim-1").chain_id == "sim-1"  # learned from the endpoint
