@@ -8,7 +8,7 @@ import time
 from contextlib import contextmanager
 
 from consensus import protocol as p
-from consensus.protocol.stream import KIND_FRAME, decode_entry
+from consensus.protocol.stream import decode_entry, entry_frames
 from consensus.streams import stream_key
 from consensus.subscriber import ChainTarget, Options, SubscribeRunner
 
@@ -44,7 +44,7 @@ def entries(client, chain: str) -> list:
 
 
 def frames(client, chain: str) -> list[str]:
-    return [e.payload.decode() for e in entries(client, chain) if e.kind == KIND_FRAME]
+    return [f.decode() for e in entries(client, chain) for f in entry_frames(e)]
 
 
 def entries_of_kind(client, chain: str, kind: bytes) -> list[dict]:

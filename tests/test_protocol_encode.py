@@ -67,3 +67,22 @@ def test_time_format_matches_go():
     assert format_time(datetime(2026, 11, 28, 0, 4, 45, 19000, tzinfo=UTC)) == "2026-11-28T00:04:45.019Z"
     assert format_time(datetime(2026, 11, 28, 0, 4, 45, tzinfo=UTC)) == "2026-11-28T00:04:45Z"
     assert format_time(datetime(2026, 11, 28, tzinfo=UTC), nanos=18785153) == "2026-11-28T00:00:00.018785153Z"
+
+
+def test_fast_vote_encoder_matches_the_generic_one():
+    from datetime import UTC, datetime
+
+    for block_hash, signature in ((bytes(range(32)), bytes(64)), (None, b"\x01" * 64), (b"\xff" * 32, None)):
+        v = p.Vote(
+            height=123456789,
+            round=2,
+            type=p.PRECOMMIT,
+            block_hash=block_hash,
+            timestamp=datetime(2026, 11, 28, 0, 4, 20, 218807, tzinfo=UTC),
+            validator_address="AB" * 20,
+            validator_index=17,
+            signature=signature,
+        )
+        for sub_id in (2, 17, "abc"):
+            assert encode.vote_frame(v, sub_id) == encode.vote_frame_generic(v, sub_id)
+            assert p.decode_frame(encode.vote_frame(v, sub_id)) == v

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 from .errors import BadValue, MissingField
 
-KIND_FRAME = b"frame"  # a websocket text frame
+KIND_FRAME = b"frame"  # one websocket text frame
+KIND_FRAMES = b"frames"  # consecutive frames received in one burst (netstrings), one entry for many
 KIND_GAP = b"gap"  # heights the subscriber did not observe
 KIND_BLOCK = b"block"  # a /block reply fetched by the backfill
 KIND_STATUS = b"status"  # connection state of a chain (connected endpoint, failures)
@@ -39,7 +40,7 @@ def decode_entry(fields: dict[bytes, bytes]) -> StreamEntry:
         kind, chain, received, payload = fields[b"k"], fields[b"c"], fields[b"t"], fields[b"p"]
     except KeyError as exc:
         raise MissingField(f"stream entry field {exc.args[0]!r} is missing") from None
-    if kind not in (KIND_FRAME, KIND_GAP, KIND_BLOCK, KIND_STATUS):
+    if kind not in (KIND_FRAME, KIND_FRAMES, KIND_GAP, KIND_BLOCK, KIND_STATUS):
         raise BadValue(f"stream entry kind {kind!r:.40} is unknown")
     try:
         received_ns = int(received)
@@ -50,3 +51,32 @@ def decode_entry(fields: dict[bytes, bytes]) -> StreamEntry:
     if received_ns <= 0:
         raise BadValue("stream entry time must be positive")
     return StreamEntry(kind=kind, chain=chain_name, received_ns=received_ns, payload=payload, endpoint=endpoint)
+
+
+def encode_frames(frames: list[bytes]) -> bytes:
+    """Netstrings (`<length>:<bytes>,`): unambiguous whatever a (malformed) frame contains."""
+    return b"".join(b"%d:%s," % (len(f), f) for f in frames)
+
+
+def decode_frames(payload: bytes) -> list[bytes]:
+    out, i, n = [], 0, len(payload)
+    while i < n:
+        colon = payload.find(b":", i, i + 12)
+        if colon < 0 or not payload[i:colon].isdigit():
+            raise BadValue(f"frames payload: bad length at byte {i}")
+        size = int(payload[i:colon])
+        end = colon + 1 + size
+        if end >= n + 1 or payload[end : end + 1] != b",":
+            raise BadValue(f"frames payload: truncated frame at byte {i}")
+        out.append(payload[colon + 1 : end])
+        i = end + 1
+    return out
+
+
+def entry_frames(entry: StreamEntry) -> list[bytes]:
+    """The websocket frames an entry carries (none for gap, block and status entries)."""
+    if entry.kind == KIND_FRAME:
+        return [entry.payload]
+    if entry.kind == KIND_FRAMES:
+        return decode_frames(entry.payload)
+    return []

@@ -15,6 +15,7 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 
 from consensus.protocol import (
     FLAG_ABSENT,
@@ -41,7 +42,7 @@ class SimValidator:
     pub_key: bytes  # 32 bytes, treated as an ed25519 public key
     power: int
 
-    @property
+    @cached_property
     def address(self) -> str:
         # CometBFT: address = first 20 bytes of SHA-256 of the ed25519 public key.
         return hashlib.sha256(self.pub_key).digest()[:20].hex().upper()
@@ -150,8 +151,7 @@ class SimChain:
     # --- consensus ---
 
     def _signature(self, v: SimValidator, h: int, r: int, t: int) -> bytes:
-        d = hashlib.sha256(f"{v.address}/{h}/{r}/{t}".encode()).digest()
-        return d + hashlib.sha256(d).digest()
+        return hashlib.sha512(f"{v.address}/{h}/{r}/{t}".encode()).digest()  # 64 bytes, like ed25519
 
     def block_hash(self, h: int, r: int) -> bytes:
         return hashlib.sha256(f"{self.chain_id}/block/{h}/{r}".encode()).digest()

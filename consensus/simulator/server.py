@@ -66,6 +66,7 @@ class Connection:
         self.queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=QUEUE_LIMIT)
         self.sent = 0
         self.sent_frames: list[str] | None = None  # filled when the node records (tests)
+        self.prefixes: dict[int | str, str] = {}
 
     def push(self, frame: str) -> bool:
         try:
@@ -136,7 +137,10 @@ class SimNode:
             sub_id = conn.subs.get(query)
             if sub_id is None:
                 continue
-            if not conn.push(f'{{"jsonrpc":"2.0","id":{json.dumps(sub_id)}{body}'):
+            prefix = conn.prefixes.get(sub_id) or conn.prefixes.setdefault(
+                sub_id, f'{{"jsonrpc":"2.0","id":{json.dumps(sub_id)}'
+            )
+            if not conn.push(prefix + body):
                 # Like close_on_slow_client: the node cancels what a reader cannot keep up with.
                 log.warning("sim %s: slow client, cancelling its subscriptions", self.moniker)
                 conn.queue = asyncio.Queue(maxsize=QUEUE_LIMIT)

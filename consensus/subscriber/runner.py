@@ -44,7 +44,7 @@ class SubscribeRunner:
         client: redis.Redis,
         options: Options | None = None,
         maxlen: int = 2_000_000,
-        buffer_limit: int = 100_000,
+        buffer_bytes: int = 256 * 2**20,
         max_events: int | None = None,
         log_interval: float = 10.0,
     ) -> None:
@@ -54,7 +54,7 @@ class SubscribeRunner:
         self.maxlen = maxlen
         self.log_interval = log_interval
         self.stop = threading.Event()
-        self.writer = StreamWriter(client, maxlen=maxlen, buffer_limit=buffer_limit, stop_after=max_events)
+        self.writer = StreamWriter(client, maxlen=maxlen, buffer_bytes=buffer_bytes, stop_after=max_events)
         self.workers: list[ChainWorker] = []
         self.backfillers: list[Backfiller] = []
 

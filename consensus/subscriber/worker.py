@@ -15,7 +15,7 @@ import websocket
 
 from consensus import protocol as p
 from consensus.networks import websocket_url
-from consensus.protocol.stream import KIND_FRAME, KIND_GAP, KIND_STATUS, StreamEntry
+from consensus.protocol.stream import KIND_FRAMES, KIND_GAP, KIND_STATUS, StreamEntry, encode_frames
 
 from .endpoints import HealthChecker, choose, judge
 from .writer import StreamWriter
@@ -91,14 +91,48 @@ class ChainWorker(threading.Thread):
         self.last_height = last_height  # highest height observed (from Redis across restarts)
         self.connected_url = ""
         self._all_failing_logged = False
+        self._batch: list[bytes] = []
+        self._batch_height = 0
+        self._batch_started = 0.0
+        self._batch_ns = 0
 
     # --- bookkeeping ---
 
     def _put(self, kind: bytes, payload: bytes, height: int | None = None) -> None:
+        self._flush()  # control entries keep their place after the frames before them
         entry = StreamEntry(
             kind=kind, chain=self.chain, received_ns=time.time_ns(), payload=payload, endpoint=self.connected_url
         )
         self.writer.put(entry, height, self.stop)
+
+    # Frames go to Redis in bursts: one stream entry per up to BATCH_FRAMES frames or BATCH_SECONDS,
+    # which takes Redis and the per-entry work out of the hot path (one XADD for many events).
+    BATCH_FRAMES = 256
+    BATCH_SECONDS = 0.02
+
+    def _frame_out(self, text: str, height: int | None) -> None:
+        if not self._batch:
+            self._batch_started = time.monotonic()
+            self._batch_ns = time.time_ns()
+        self._batch.append(text.encode())
+        if height is not None and height > self._batch_height:
+            self._batch_height = height
+        if len(self._batch) >= self.BATCH_FRAMES:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._batch:
+            return
+        entry = StreamEntry(
+            kind=KIND_FRAMES,
+            chain=self.chain,
+            received_ns=self._batch_ns,
+            payload=encode_frames(self._batch),
+            endpoint=self.connected_url,
+        )
+        height, count = self._batch_height or None, len(self._batch)
+        self._batch, self._batch_height = [], 0
+        self.writer.put(entry, height, self.stop, count=count)
 
     def _status(self, state: str, **extra: object) -> None:
         doc = {"state": state, "endpoint": self.connected_url, "height": self.last_height, **extra}
@@ -203,12 +237,21 @@ class ChainWorker(threading.Thread):
             self._status("connected")
             first = True
             last_frame = next_check = time.monotonic()
+            timeout = 1.0
             while not self.stop.is_set():
+                # Wait briefly while a batch is open (it must not sit for a quiet chain's next event);
+                # websocket-client resumes a frame that a timeout interrupted.
+                want = self.BATCH_SECONDS if self._batch else 1.0
+                if want != timeout:
+                    ws.settimeout(want)
+                    timeout = want
                 try:
                     text = ws.recv()
                 except websocket.WebSocketTimeoutException:
                     text = None
                 now = time.monotonic()
+                if self._batch and (text is None or now - self._batch_started >= self.BATCH_SECONDS):
+                    self._flush()
                 if text:
                     last_frame = now
                     if self._frame(text, first):
@@ -220,6 +263,7 @@ class ChainWorker(threading.Thread):
                     next_check = now + 1.0
                     self._check(url, now - last_frame, got_events)
         finally:
+            self._flush()
             ws.close(timeout=1)
         return got_events
 
@@ -247,7 +291,7 @@ class ChainWorker(threading.Thread):
             if self.last_height is None or h > self.last_height:
                 self.last_height = h
             self.counters.events += 1
-            self._put(KIND_FRAME, text.encode(), h)
+            self._frame_out(text, h)
             return True
         try:
             value = p.decode_frame(text)
@@ -255,7 +299,7 @@ class ChainWorker(threading.Thread):
             # Forwarded anyway: stream_events dead-letters it with the reason, nothing is dropped here.
             self.counters.malformed += 1
             log.debug("chain=%s malformed frame forwarded: %s", self.chain, exc)
-            self._put(KIND_FRAME, text.encode())
+            self._frame_out(text, None)
             return False
         if isinstance(value, p.SubscribeAck):
             self.counters.other_frames += 1
@@ -269,7 +313,7 @@ class ChainWorker(threading.Thread):
             raise SessionEnd(f"node replied {value}")
         # A decodable event that the fast path did not recognise (no height): keep it.
         self.counters.events += 1
-        self._put(KIND_FRAME, text.encode())
+        self._frame_out(text, None)
         return False
 
     def _check(self, url: str, silent_for: float, got_events: bool) -> None:

@@ -1,7 +1,7 @@
 """The subscriber's hand-off to Redis: one thread appends buffered entries with pipelined XADDs.
 
 Chain workers put entries into a bounded in-memory buffer; the writer drains it in batches. While
-Redis is away the buffer holds entries (up to its bound) and the writer retries with backoff; when
+Redis is away the buffer holds entries (up to a bound in bytes) and the writer retries with backoff; when
 the buffer is full, workers block (they stop reading, and the gap this causes is recorded). An entry
 counts as delivered only once Redis has accepted it.
 """
@@ -25,7 +25,8 @@ log = logging.getLogger("ctop.subscriber")
 
 @dataclass
 class WriterStats:
-    delivered: int = 0
+    delivered: int = 0  # events (frames) and control entries accepted by Redis
+    entries: int = 0  # stream entries (a burst of frames is one)
     batches: int = 0
     redis_errors: int = 0
     per_chain: dict[str, int] = field(default_factory=dict)
@@ -37,18 +38,19 @@ class StreamWriter(threading.Thread):
         client: redis.Redis,
         *,
         maxlen: int,
-        buffer_limit: int = 100_000,
-        batch_size: int = 2_000,
+        buffer_bytes: int = 256 * 2**20,
+        batch_size: int = 500,
         stop_after: int | None = None,
     ) -> None:
         super().__init__(name="stream-writer", daemon=True)
         self.client = client
         self.maxlen = maxlen
-        self.buffer_limit = buffer_limit
+        self.buffer_bytes = buffer_bytes
+        self._bytes = 0
         self.batch_size = batch_size
         self.stop_after = stop_after  # --max-events: stop once this many are delivered
         self.stats = WriterStats()
-        self._buffer: deque[tuple[StreamEntry, int | None]] = deque()
+        self._buffer: deque[tuple[StreamEntry, int | None, int]] = deque()
         self._cond = threading.Condition()
         self._closing = False
         self.done = threading.Event()  # set when stop_after is reached
@@ -57,25 +59,16 @@ class StreamWriter(threading.Thread):
 
     # --- producers ---
 
-    def put(self, entry: StreamEntry, height: int | None, stop: threading.Event) -> bool:
-        """Queue an entry; blocks while the buffer is full. False if stopping before it fit."""
+    def put(self, entry: StreamEntry, height: int | None, stop: threading.Event, count: int = 1) -> bool:
+        """Queue an entry (carrying `count` events); blocks while the buffer is full. False if
+        stopping before it fit."""
         with self._cond:
-            while len(self._buffer) >= self.buffer_limit:
+            while self._buffer and self._bytes + len(entry.payload) > self.buffer_bytes:
                 if stop.is_set() or self._closing:
                     return False
                 self._cond.wait(0.2)
-            self._buffer.append((entry, height))
-            if len(self._buffer) >= self.batch_size // 4:
-                self._cond.notify_all()
-        return True
-
-    def put_many(self, items: list[tuple[StreamEntry, int | None]], stop: threading.Event) -> bool:
-        with self._cond:
-            while len(self._buffer) + len(items) > self.buffer_limit and self._buffer:
-                if stop.is_set() or self._closing:
-                    return False
-                self._cond.wait(0.2)
-            self._buffer.extend(items)
+            self._buffer.append((entry, height, count))
+            self._bytes += len(entry.payload)
             self._cond.notify_all()
         return True
 
@@ -120,17 +113,18 @@ class StreamWriter(threading.Thread):
             self.redis_ok, backoff = True, 0.1
             with self._cond:
                 for _ in batch:
-                    self._buffer.popleft()
+                    self._bytes -= len(self._buffer.popleft()[0].payload)
                 self._cond.notify_all()
-            self.stats.delivered += len(batch)
+            self.stats.delivered += sum(count for _, _, count in batch)
+            self.stats.entries += len(batch)
             self.stats.batches += 1
             if self.stop_after is not None and self.stats.delivered >= self.stop_after:
                 self.done.set()
 
-    def _write(self, batch: list[tuple[StreamEntry, int | None]]) -> None:
+    def _write(self, batch: list[tuple[StreamEntry, int | None, int]]) -> None:
         pipe = self.client.pipeline(transaction=False)
         top: dict[str, int] = {}
-        for entry, height in batch:
+        for entry, height, _ in batch:
             # Auto-generated ids: a late vote for an earlier height is always accepted.
             pipe.xadd(stream_key(entry.chain), entry.to_fields(), maxlen=self.maxlen, approximate=True)
             if height is not None and height > top.get(entry.chain, 0):
@@ -139,5 +133,5 @@ class StreamWriter(threading.Thread):
             self._top[chain] = max(self._top.get(chain, 0), height)  # late votes never lower it
             pipe.set(last_height_key(chain), self._top[chain])
         pipe.execute()
-        for entry, _ in batch:
-            self.stats.per_chain[entry.chain] = self.stats.per_chain.get(entry.chain, 0) + 1
+        for entry, _, count in batch:
+            self.stats.per_chain[entry.chain] = self.stats.per_chain.get(entry.chain, 0) + count

@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from consensus.simulator import build_network
 from consensus.simulator.scenario import load
-from ctop_project.cli import parse_duration
+from ctop_project.cli import parse_duration_or_zero
 
 
 def parse_powers(text: str) -> int | list[int]:
@@ -35,7 +35,7 @@ class Command(BaseCommand):
         parser.add_argument("--chains", type=int, default=1, help="How many chains (default 1).")
         parser.add_argument("--validators", default="4", help="Validator count, or powers like 3000,1000,1000.")
         parser.add_argument(
-            "--block-time", type=parse_duration, default="1s", help="Block time (default 1s; 5ms for load)."
+            "--block-time", type=parse_duration_or_zero, default="1s", help="Block time (default 1s; 0 = flat out)."
         )
         parser.add_argument("--port", type=int, default=26657, help="First port; chain k node j gets the next ones.")
         parser.add_argument("--nodes", type=int, default=1, help="RPC nodes (endpoints) per chain (default 1).")

@@ -72,7 +72,7 @@ class Command(BaseCommand):
             help="An endpoint this many heights behind the others is lagging (5).",
         )
         parser.add_argument(
-            "--buffer", type=int, default=100_000, help="Entries held in memory while Redis is unavailable (100000)."
+            "--buffer-mb", type=int, default=256, help="Megabytes of events held in memory while Redis is away (256)."
         )
         parser.add_argument(
             "--backfill-limit",
@@ -90,7 +90,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc), returncode=2) from None
         if not chains:
             raise CommandError("no chains to watch: give --networks name,url or add chains in the admin", returncode=2)
-        for name in ("max_events", "buffer", "backfill_limit", "max_lag_blocks"):
+        for name in ("max_events", "buffer_mb", "backfill_limit", "max_lag_blocks"):
             if opts[name] is not None and opts[name] <= 0:
                 raise CommandError(f"--{name.replace('_', '-')} must be positive", returncode=2)
         targets = []
@@ -120,7 +120,7 @@ class Command(BaseCommand):
             client=client,
             options=options,
             maxlen=settings.CTOP["STREAM_MAXLEN"],
-            buffer_limit=opts["buffer"],
+            buffer_bytes=opts["buffer_mb"] * 2**20,
             max_events=opts["max_events"],
             log_interval=opts["log_interval"],
         )

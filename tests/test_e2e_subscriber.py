@@ -1,0 +1,49 @@
+"""subscribe_events against a real 4-validator CometBFT localnet."""
+
+from __future__ import annotations
+
+import pytest
+
+from consensus import protocol as p
+from consensus.protocol.stream import KIND_GAP
+from consensus.subscriber import ChainTarget
+
+from .subscriberhelpers import decoded, entries_of_kind, running, wait_until
+
+pytestmark = pytest.mark.localnet
+
+
+def votes(client):
+    return [v for v in decoded(client, "localnet") if isinstance(v, p.Vote)]
+
+
+def test_all_validators_votes_land_in_redis_and_a_node_restart_is_survived(localnet, redis_client):
+    addresses = {n.address for n in localnet.nodes}
+    target = ChainTarget("localnet", "injective-777", [(localnet.nodes[0].rpc_url, 0), (localnet.nodes[1].rpc_url, 1)])
+    with running([target], redis_client) as runner:
+        worker = runner.workers[0]
+        wait_until(lambda: len({v.height for v in votes(redis_client)}) >= 6, timeout=60, message="6 heights")
+        seen = votes(redis_client)
+        heights = sorted({v.height for v in seen})
+        for h in heights[1:-1]:  # whole heights (the first may have started before we subscribed)
+            for vote_type in (p.PREVOTE, p.PRECOMMIT):
+                voters = {v.validator_address for v in seen if v.height == h and v.type == vote_type and v.round == 0}
+                assert voters == addresses, (h, vote_type)
+        assert worker.connected_url == localnet.nodes[0].rpc_url
+
+        # The node ctop is connected to goes away: failover to the next endpoint, then back.
+        localnet.stop_node(0)
+        wait_until(lambda: worker.connected_url == localnet.nodes[1].rpc_url, timeout=60, message="failover")
+        switched_at = worker.last_height
+        wait_until(lambda: worker.last_height >= switched_at + 3, timeout=60, message="heights after failover")
+        localnet.start_node(0)
+        wait_until(lambda: worker.connected_url == localnet.nodes[0].rpc_url, timeout=90, message="failback")
+        assert worker.counters.reconnects >= 2
+    after = sorted({v.height for v in votes(redis_client)})
+    gaps = entries_of_kind(redis_client, "localnet", KIND_GAP)
+    unknown = {h for g in gaps for h in range(g["from"], g["to"] + 1)}
+    # Every height from the first to the last is either observed or recorded as a gap.
+    assert set(range(after[0], after[-1] + 1)) <= set(after) | unknown
+    # While val0 was down, its votes are absent and the other three keep voting.
+    down = [v for v in votes(redis_client) if switched_at < v.height <= switched_at + 3]
+    assert {v.validator_address for v in down} == addresses - {localnet.nodes[0].address}
