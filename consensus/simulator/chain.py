@@ -12,7 +12,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import random
-from collections.abc import Iterator
+from array import array
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
@@ -59,11 +60,32 @@ class SimValidator:
 
 @dataclass(frozen=True)
 class BlockRecord:
+    """A committed height, kept compact (a load run commits hundreds of heights a second): the
+    commit's signature slots are rebuilt on demand from one flag byte per validator, since the
+    simulator's signatures are deterministic."""
+
     height: int
     block_hash: bytes
     time: datetime
     proposer: str
-    commit: Commit  # the canonical commit of this height (it appears in block height+1)
+    round: int
+    flags: bytes  # block_id_flag per validator index
+    vals: tuple[SimValidator, ...]
+    times: array  # seconds after `time`'s height start at which each validator precommitted
+    start: datetime
+    sign: Callable[[SimValidator, int, int, int], bytes]
+
+    @property
+    def commit(self) -> Commit:
+        """The canonical commit of this height (it appears in block height+1)."""
+        sigs = []
+        for v, flag, t in zip(self.vals, self.flags, self.times, strict=True):
+            if flag == FLAG_ABSENT:
+                sigs.append(CommitSig(FLAG_ABSENT, "", None, None))
+            else:
+                ts = self.start + timedelta(seconds=t)
+                sigs.append(CommitSig(flag, v.address, ts, self.sign(v, self.height, self.round, PRECOMMIT)))
+        return Commit(height=self.height, round=self.round, block_hash=self.block_hash, signatures=tuple(sigs))
 
 
 @dataclass(frozen=True)
@@ -244,14 +266,16 @@ class SimChain:
     def _precommit_block(self, vals, h, r, order, block, start, t, tick) -> tuple[float, BlockRecord, list[Emission]]:
         sc = self.scenario
         out: list[Emission] = []
-        sigs: dict[str, CommitSig] = {}
+        flags = bytearray([FLAG_ABSENT]) * len(vals)
+        times = [0.0] * len(vals)
         power = 0
         total = sum(v.power for v in vals)
         committed_at = None
         for v in order:
             nil = sc.votes_nil(v.genesis_index, h)
             vote = self._vote(v, vals, h, r, PRECOMMIT, None if nil else block, start, t + tick / 4)
-            sigs[v.address] = CommitSig(FLAG_NIL if nil else FLAG_COMMIT, v.address, vote.timestamp, vote.signature)
+            i = self._position(vals, v)
+            flags[i], times[i] = (FLAG_NIL if nil else FLAG_COMMIT), t + tick / 4
             if sc.precommits_late(v.genesis_index, h):
                 self._carry.append(vote)  # sent after the next height starts; still in the commit
                 continue
@@ -264,13 +288,18 @@ class SimChain:
         if committed_at is None:  # late precommits were needed for +2/3: the commit comes with them
             committed_at = t
             out.append(Emission(t, "NewRoundStep", _step(h, r, "RoundStepCommit")))
-        commit = Commit(
-            height=h,
-            round=r,
-            block_hash=block,
-            signatures=tuple(sigs.get(v.address, CommitSig(FLAG_ABSENT, "", None, None)) for v in vals),
+        record = BlockRecord(
+            h,
+            block,
+            start + timedelta(seconds=committed_at),
+            self.proposer(h, r)[1].address,
+            r,
+            bytes(flags),
+            vals,
+            array("d", times),
+            start,
+            self._signature,
         )
-        record = BlockRecord(h, block, start + timedelta(seconds=committed_at), self.proposer(h, r)[1].address, commit)
         return t, record, out
 
     def _position(self, vals: tuple[SimValidator, ...], v: SimValidator) -> int:
@@ -294,7 +323,7 @@ class SimChain:
         )
 
     # Blocks kept for /block and /commit; older ones answer "not available" like a pruned node.
-    KEEP_BLOCKS = 100_000
+    KEEP_BLOCKS = 50_000
 
     def commit_block(self, record: BlockRecord) -> None:
         self.blocks[record.height] = record

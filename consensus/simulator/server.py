@@ -143,7 +143,8 @@ class SimNode:
             if not conn.push(prefix + body):
                 # Like close_on_slow_client: the node cancels what a reader cannot keep up with.
                 log.warning("sim %s: slow client, cancelling its subscriptions", self.moniker)
-                conn.queue = asyncio.Queue(maxsize=QUEUE_LIMIT)
+                while not conn.queue.empty():  # what it could not read is dropped, as on a real node
+                    conn.queue.get_nowait()
                 for sid in conn.subs.values():
                     conn.push(encode.cancelled_frame(sid, "internal subscription event buffer is out of capacity"))
                 conn.subs.clear()
@@ -204,7 +205,7 @@ class SimNode:
         return ws
 
     async def _writer(self, conn: Connection) -> None:
-        with contextlib.suppress(ConnectionResetError, RuntimeError):
+        with contextlib.suppress(ConnectionError, RuntimeError):
             while True:
                 frame = await conn.queue.get()
                 if frame is None or conn.ws.closed:
