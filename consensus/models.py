@@ -124,6 +124,7 @@ class Round(models.Model):
         related_name="+",
     )
     proposer_index = models.IntegerField(null=True, blank=True)
+    block_hash = models.BinaryField(null=True, blank=True, help_text="The proposal's block (CompleteProposal).")
 
     class Meta:
         constraints = [
@@ -231,19 +232,38 @@ class Gap(models.Model):
 
 
 class DeadLetter(models.Model):
-    """A stream entry that could not be decoded: kept with the reason, never retried in a loop."""
+    """A stream entry (or one frame of it) that could not be decoded: kept with the reason,
+    acknowledged, never retried in a loop."""
 
     chain = models.ForeignKey(Chain, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
     stream = models.CharField(max_length=200)
     entry_id = models.CharField(max_length=64)
-    payload = models.TextField(help_text="The raw entry, as read from Redis.")
+    frame_index = models.IntegerField(default=0, help_text="Position of the frame within the entry.")
+    payload = models.TextField(help_text="The raw frame or entry, as read from Redis.")
     reason = models.TextField()
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["stream", "entry_id"], name="deadletter_natural_key"),
+            models.UniqueConstraint(fields=["stream", "entry_id", "frame_index"], name="deadletter_natural_key"),
         ]
 
     def __str__(self) -> str:
         return f"{self.stream} {self.entry_id}"
+
+
+class ChainStatus(models.Model):
+    """What the subscriber last said about a chain: connected endpoint, or why ctop is blind."""
+
+    chain = models.OneToOneField(Chain, on_delete=models.CASCADE, primary_key=True, related_name="status")
+    state = models.CharField(max_length=32, help_text="connected, disconnected or all_failing")
+    endpoint = models.CharField(max_length=255, blank=True)
+    reason = models.TextField(blank=True)
+    height = models.BigIntegerField(null=True, blank=True, help_text="Latest height the subscriber had seen.")
+    updated_at = models.DateTimeField(help_text="When the subscriber reported it.")
+
+    class Meta:
+        verbose_name_plural = "chain statuses"
+
+    def __str__(self) -> str:
+        return f"{self.chain} {self.state}"

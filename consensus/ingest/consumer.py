@@ -1,0 +1,277 @@
+"""StreamConsumer: the per-chain Redis Streams into PostgreSQL, at least once, idempotently.
+
+Read with a consumer group; decode and persist a batch in one transaction; acknowledge only after
+the commit. Entries a dead consumer left pending are claimed after an idle timeout. PostgreSQL
+errors leave the batch unacknowledged and are retried with backoff; an entry that the database
+itself refuses is dead-lettered alone so it never blocks the stream.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+import socket
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import redis
+from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, close_old_connections, connection
+from django.db.utils import DataError
+
+from consensus.models import Chain
+from consensus.streams import GROUP, stream_key
+
+from .decode import Batch, decode_into
+from .publish import LivePublisher
+from .store import ValidatorCache, persist
+
+log = logging.getLogger("ctop.stream")
+
+
+def default_consumer_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+@dataclass
+class ChainStats:
+    rows: int = 0
+    entries: int = 0
+    dead_letters: int = 0
+
+
+@dataclass
+class Stats:
+    batches: int = 0
+    entries: int = 0
+    claimed: int = 0
+    db_errors: int = 0
+    batch_seconds: float = 0.0
+    per_chain: dict[str, ChainStats] = field(default_factory=dict)
+
+
+class StreamConsumer:
+    def __init__(
+        self,
+        chains: list[Chain],
+        *,
+        client: redis.Redis,
+        consumer: str | None = None,
+        count: int = 50,
+        block_ms: int = 1000,
+        claim_idle_ms: int = 30_000,
+        publisher: LivePublisher | None = None,
+    ) -> None:
+        self.chains = {stream_key(c.name): c for c in chains}
+        self.client = client
+        self.consumer = consumer or default_consumer_name()
+        self.count = count
+        self.block_ms = block_ms
+        self.claim_idle_ms = claim_idle_ms
+        self.publisher = publisher
+        self.validators = ValidatorCache()
+        self.stats = Stats()
+        self.stop = threading.Event()
+        self._backoff = 0.0
+        self._own_pending = True  # after a start or a failure, first re-read what we hold unacknowledged
+        self._next_claim = 0.0
+        self.idle = False  # the last read of new entries found none
+
+    def ensure_groups(self) -> None:
+        for key in self.chains:
+            try:
+                # From the stream's beginning: entries written before the first stream_events run count too.
+                self.client.xgroup_create(key, GROUP, id="0", mkstream=True)
+            except redis.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    # --- one unit of work ---
+
+    def run_once(self) -> int:
+        """Read, persist and acknowledge one batch. Returns entries handled (0 if idle or failing)."""
+        if time.monotonic() >= self._next_claim:
+            self._next_claim = time.monotonic() + max(1.0, self.claim_idle_ms / 4000)
+            claimed = self._claim()
+            if claimed:
+                return claimed
+        if self._own_pending:
+            streams = {key: "0" for key in self.chains}
+            block = None
+        else:
+            streams = {key: ">" for key in self.chains}
+            block = self.block_ms
+        reply = self.client.xreadgroup(GROUP, self.consumer, streams, count=self.count, block=block)
+        entries = [(key.decode() if isinstance(key, bytes) else key, items) for key, items in reply or []]
+        entries = [(k, [(i, f) for i, f in items if f]) for k, items in entries]  # trimmed entries have no fields
+        if self._own_pending and not any(items for _, items in entries):
+            self._own_pending = False
+            return 0
+        self.idle = not self._own_pending and not any(items for _, items in entries)
+        return self._handle(entries)
+
+    def _claim(self) -> int:
+        """Take over entries another consumer left unacknowledged for longer than claim_idle_ms."""
+        total = 0
+        for key in self.chains:
+            try:
+                _, items, _ = self.client.xautoclaim(
+                    key, GROUP, self.consumer, min_idle_time=self.claim_idle_ms, start_id="0-0", count=self.count
+                )
+            except redis.ResponseError:
+                continue
+            items = [(i, f) for i, f in items if f]
+            if items:
+                log.warning("claimed %d entries of %s left pending by a stopped consumer", len(items), key)
+                self.stats.claimed += len(items)
+                total += self._handle([(key, items)])
+        return total
+
+    def _decode(self, entries: list[tuple[str, list]]) -> Batch:
+        batch = Batch()
+        for key, items in entries:
+            chain = self.chains[key]
+            for entry_id, fields in items:
+                decode_into(batch, key, entry_id, fields, chain.pk, chain.name)
+        return batch
+
+    def _handle(self, entries: list[tuple[str, list]]) -> int:
+        n = sum(len(items) for _, items in entries)
+        if not n:
+            return 0
+        started = time.monotonic()
+        batch = self._decode(entries)
+        try:
+            counts = persist(batch, self.validators)
+        except (OperationalError, InterfaceError) as exc:
+            return self._database_unavailable(exc)
+        except (IntegrityError, DataError, DatabaseError) as exc:
+            # Something in this batch the database refuses: find it entry by entry, dead-letter it alone.
+            log.error("batch refused by the database (%s); retrying entry by entry", exc)
+            self.validators.forget()
+            return self._one_by_one(entries)
+        self._ack(entries)
+        self._backoff = 0.0
+        self._account(entries, batch, counts, time.monotonic() - started)
+        return n
+
+    def _one_by_one(self, entries: list[tuple[str, list]]) -> int:
+        done = 0
+        for key, items in entries:
+            for item in items:
+                batch = self._decode([(key, [item])])
+                try:
+                    counts = persist(batch, self.validators)
+                except (OperationalError, InterfaceError) as exc:
+                    return self._database_unavailable(exc)
+                except DatabaseError as exc:
+                    chain = self.chains[key]
+                    entry_id = item[0].decode() if isinstance(item[0], bytes) else str(item[0])
+                    letter = Batch(
+                        dead=[(chain.pk, key, entry_id, -1, str(item[1])[:100_000], f"refused by the database: {exc}")]
+                    )
+                    counts = persist(letter, self.validators)
+                self._ack([(key, [item])])
+                self._account([(key, [item])], batch, counts, 0.0)
+                done += 1
+        return done
+
+    def _database_unavailable(self, exc: Exception) -> int:
+        self.stats.db_errors += 1
+        self._own_pending = True  # what we read stays pending; it is re-read once PostgreSQL is back
+        self._backoff = min(max(self._backoff * 2, 0.5), 30.0)
+        delay = self._backoff * (0.5 + random.random() / 2)
+        log.error(
+            "PostgreSQL unavailable (%s); nothing acknowledged; retrying in %.1fs",
+            str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+            delay,
+        )
+        with contextlib.suppress(DatabaseError):
+            connection.close()
+        self.stop.wait(delay)
+        return 0
+
+    def _ack(self, entries: list[tuple[str, list]]) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for key, items in entries:
+            pipe.xack(key, GROUP, *[i for i, _ in items])
+        pipe.execute()
+
+    def _account(self, entries, batch: Batch, counts: dict[str, int], seconds: float) -> None:
+        self.stats.batches += 1
+        self.stats.batch_seconds += seconds
+        self.stats.entries += sum(len(items) for _, items in entries)
+        by_id = {c.pk: c.name for c in self.chains.values()}
+        for key, items in entries:
+            self.stats.per_chain.setdefault(self.chains[key].name, ChainStats()).entries += len(items)
+        rows = Counter(row[0] for row in batch.votes) + Counter(k[0] for k in batch.rounds)
+        rows += Counter(k[0] for k in batch.steps) + Counter(k[0] for k in batch.commit_sigs)
+        for chain_id, n in rows.items():
+            self.stats.per_chain.setdefault(by_id[chain_id], ChainStats()).rows += n
+        for row in batch.dead:
+            if row[0] in by_id:
+                self.stats.per_chain.setdefault(by_id[row[0]], ChainStats()).dead_letters += 1
+        if self.publisher:
+            for chain_id, (height, round_) in batch.newest.items():
+                self.publisher.publish(by_id[chain_id], height, round_)
+
+    # --- the loop ---
+
+    def lag(self) -> dict[str, tuple[int | None, int]]:
+        """Per chain: entries not yet read by the group (None if Redis cannot tell) and entries pending."""
+        out = {}
+        for key, chain in self.chains.items():
+            try:
+                for group in self.client.xinfo_groups(key):
+                    name = group.get("name")
+                    if name in (GROUP, GROUP.encode()):
+                        lag = group.get("lag")
+                        out[chain.name] = (int(lag) if lag is not None else None, int(group.get("pending", 0)))
+            except redis.RedisError:
+                continue
+        return out
+
+    def run(self, *, log_interval: float = 10.0, max_entries: int | None = None, idle_exit: bool = False) -> Stats:
+        self.ensure_groups()
+        next_log = time.monotonic() + log_interval
+        last = {name: 0 for name in (c.name for c in self.chains.values())}
+        last_time = time.monotonic()
+        while not self.stop.is_set():
+            try:
+                handled = self.run_once()
+            except redis.RedisError as exc:
+                log.error("Redis unavailable (%s); retrying", exc)
+                self.stop.wait(1.0)
+                self._own_pending = True
+                continue
+            close_old_connections() if not handled else None
+            if max_entries is not None and self.stats.entries >= max_entries:
+                break
+            if idle_exit and not handled and self.idle:
+                break
+            now = time.monotonic()
+            if now >= next_log:
+                self._log(last, now - last_time)
+                last_time, next_log = now, now + log_interval
+        return self.stats
+
+    def _log(self, last: dict[str, int], elapsed: float) -> None:
+        lags = self.lag()
+        avg = self.stats.batch_seconds / self.stats.batches * 1000 if self.stats.batches else 0.0
+        for name, s in self.stats.per_chain.items():
+            unread, pending = lags.get(name, (None, 0))
+            rate = (s.rows - last.get(name, 0)) / max(elapsed, 1e-6)
+            last[name] = s.rows
+            log.info(
+                "chain=%s rows=%d rate=%.0f/s batch_latency=%.1fms unread=%s pending=%d dead_letters=%d",
+                name,
+                s.rows,
+                rate,
+                avg,
+                "?" if unread is None else unread,
+                pending,
+                s.dead_letters,
+            )

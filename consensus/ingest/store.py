@@ -1,0 +1,131 @@
+"""Persisting a decoded batch in one transaction: COPY into staging tables, then INSERT ... SELECT
+... ON CONFLICT on the natural keys, so a redelivered batch (or a second consumer) changes nothing."""
+
+from __future__ import annotations
+
+from django.db import connection, transaction
+
+from consensus.models import DeadLetter
+from validators.models import Validator
+
+from .decode import Batch
+
+_STAGING = """
+CREATE TEMP TABLE IF NOT EXISTS stage_vote (
+    chain_id smallint, height bigint, round smallint, type smallint, validator_id integer,
+    validator_index integer, block_hash bytea, "timestamp" timestamptz, received_at timestamptz, signature bytea
+) ON COMMIT DELETE ROWS
+"""
+
+_VOTE_COLUMNS = (
+    'chain_id, height, round, type, validator_id, validator_index, block_hash, "timestamp", received_at, signature'
+)
+
+
+_INSERT_VOTES = (
+    f"INSERT INTO consensus_vote ({_VOTE_COLUMNS}) SELECT {_VOTE_COLUMNS} FROM stage_vote ON CONFLICT DO NOTHING"  # noqa: S608
+)
+
+
+class ValidatorCache:
+    """(chain_id, address) -> validator id; unknown validators are created (hex address only) so no
+    vote is dropped for lack of a validator row. The indexer fills in the rest later."""
+
+    def __init__(self) -> None:
+        self._ids: dict[tuple[int, str], int] = {}
+
+    def resolve(self, wanted: set[tuple[int, str]]) -> dict[tuple[int, str], int]:
+        missing = {k for k in wanted if k not in self._ids}
+        if missing:
+            by_chain: dict[int, set[str]] = {}
+            for chain_id, address in missing:
+                by_chain.setdefault(chain_id, set()).add(address)
+            for chain_id, addresses in by_chain.items():
+                Validator.objects.bulk_create(
+                    [Validator(chain_id=chain_id, address=a) for a in sorted(addresses)], ignore_conflicts=True
+                )
+                for address, vid in Validator.objects.filter(chain_id=chain_id, address__in=addresses).values_list(
+                    "address", "id"
+                ):
+                    self._ids[(chain_id, address)] = vid
+        return self._ids
+
+    def forget(self) -> None:
+        self._ids.clear()
+
+
+def persist(batch: Batch, validators: ValidatorCache) -> dict[str, int]:
+    """Write everything in `batch` atomically. Returns rows inserted per table (new rows only)."""
+    wanted = {(row[0], row[4]) for row in batch.votes}
+    wanted |= {(k[0], v[1]) for k, v in batch.rounds.items() if v[1]}
+    wanted |= {(k[0], v[2]) for k, v in batch.commit_sigs.items() if v[2]}
+    counts: dict[str, int] = {}
+    with transaction.atomic():
+        ids = validators.resolve(wanted) if wanted else {}
+        with connection.cursor() as cur:
+            if batch.votes:
+                cur.execute(_STAGING)
+                with cur.copy(f"COPY stage_vote ({_VOTE_COLUMNS}) FROM STDIN") as copy:
+                    for c, h, r, t, addr, idx, block, ts, recv, sig in batch.votes:
+                        copy.write_row((c, h, r, t, ids[(c, addr)], idx, block, ts, recv, sig))
+                cur.execute(_INSERT_VOTES)
+                counts["votes"] = cur.rowcount
+            if batch.rounds:
+                rows = [
+                    (c, h, r, v[0], ids.get((c, v[1])) if v[1] else None, v[2], v[3])
+                    for (c, h, r), v in batch.rounds.items()
+                ]
+                cur.executemany(
+                    "INSERT INTO consensus_round (chain_id, height, round, started_at, proposer_id, proposer_index,"
+                    " block_hash) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (chain_id, height, round) DO UPDATE"
+                    " SET started_at = LEAST(consensus_round.started_at, EXCLUDED.started_at),"
+                    " proposer_id = COALESCE(consensus_round.proposer_id, EXCLUDED.proposer_id),"
+                    " proposer_index = COALESCE(consensus_round.proposer_index, EXCLUDED.proposer_index),"
+                    " block_hash = COALESCE(consensus_round.block_hash, EXCLUDED.block_hash)",
+                    rows,
+                )
+                counts["rounds"] = len(rows)
+            if batch.steps:
+                cur.executemany(
+                    "INSERT INTO consensus_roundstep (chain_id, height, round, step, seen_at)"
+                    " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (chain_id, height, round, step) DO UPDATE"
+                    " SET seen_at = LEAST(consensus_roundstep.seen_at, EXCLUDED.seen_at)",
+                    [(*k, v) for k, v in batch.steps.items()],
+                )
+                counts["steps"] = len(batch.steps)
+            if batch.commit_sigs:
+                cur.executemany(
+                    "INSERT INTO consensus_commitsignature (chain_id, height, validator_index, round, flag,"
+                    " validator_id, timestamp) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                    [
+                        (c, h, i, r, flag, ids.get((c, addr)) if addr else None, ts)
+                        for (c, h, i), (r, flag, addr, ts) in batch.commit_sigs.items()
+                    ],
+                )
+                counts["commit_signatures"] = len(batch.commit_sigs)
+            if batch.gaps:
+                cur.executemany(
+                    "INSERT INTO consensus_gap (chain_id, from_height, to_height, reason, detected_at, backfilled_at)"
+                    " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (chain_id, from_height, to_height) DO UPDATE"
+                    " SET backfilled_at = COALESCE(consensus_gap.backfilled_at, EXCLUDED.backfilled_at)",
+                    [(*k, *v) for k, v in batch.gaps.items()],
+                )
+                counts["gaps"] = len(batch.gaps)
+            if batch.statuses:
+                cur.executemany(
+                    "INSERT INTO consensus_chainstatus (chain_id, state, endpoint, reason, height, updated_at)"
+                    " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (chain_id) DO UPDATE SET state = EXCLUDED.state,"
+                    " endpoint = EXCLUDED.endpoint, reason = EXCLUDED.reason, height = EXCLUDED.height,"
+                    " updated_at = EXCLUDED.updated_at WHERE consensus_chainstatus.updated_at <= EXCLUDED.updated_at",
+                    [(c, *v) for c, v in batch.statuses.items()],
+                )
+            if batch.dead:
+                DeadLetter.objects.bulk_create(
+                    [
+                        DeadLetter(chain_id=c, stream=s, entry_id=e, frame_index=i, payload=payload, reason=reason)
+                        for c, s, e, i, payload, reason in batch.dead
+                    ],
+                    ignore_conflicts=True,
+                )
+                counts["dead_letters"] = len(batch.dead)
+    return counts

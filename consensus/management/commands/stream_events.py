@@ -1,0 +1,86 @@
+"""`manage.py stream_events`: the Redis Streams of the watched chains into PostgreSQL.
+
+The original ctop's `redis-event-stream --redis.url --db.url --networks`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from consensus.ingest import LivePublisher, StreamConsumer, default_consumer_name
+from consensus.networks import NetworksError, select_chains
+from consensus.streams import connect
+from ctop_project.cli import parse_duration
+from ctop_project.commands import require_database, stop_on_signals
+
+log = logging.getLogger("ctop.stream")
+
+
+class Command(BaseCommand):
+    help = "Persist the chains' event streams from Redis into PostgreSQL (at least once, idempotent)."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument(
+            "--networks", default="", help="Chain names, comma-separated (default: every enabled chain)."
+        )
+        parser.add_argument(
+            "--redis.url", "--redis-url", dest="redis_url", default=None, help="Redis URL (default REDIS_URL)."
+        )
+        parser.add_argument(
+            "--db.url",
+            dest="db_url",
+            default=None,
+            help="Accepted for the original's syntax; set DATABASE_URL instead.",
+        )
+        parser.add_argument("--consumer", default=None, help="Consumer name in the group (default host-pid).")
+        parser.add_argument("--batch", type=int, default=50, help="Stream entries per transaction (50).")
+        parser.add_argument(
+            "--claim-idle",
+            type=parse_duration,
+            default="30s",
+            help="Claim entries another consumer left pending this long (30s).",
+        )
+        parser.add_argument("--log-interval", type=parse_duration, default="10s", help="Stats log interval (10s).")
+        parser.add_argument("--max-entries", type=int, default=None, help="Exit after this many entries.")
+        parser.add_argument("--until-idle", action="store_true", help="Exit once the streams are drained.")
+        parser.add_argument("--no-live", action="store_true", help="Do not publish updates for live pages.")
+
+    def handle(self, *args, **opts) -> None:
+        if opts["db_url"]:
+            raise CommandError(
+                "--db.url is not used by ctop: set DATABASE_URL in the environment or .env", returncode=2
+            )
+        if opts["batch"] <= 0:
+            raise CommandError("--batch must be positive", returncode=2)
+        require_database()
+        try:
+            chains = select_chains(networks=opts["networks"])
+        except NetworksError as exc:
+            raise CommandError(str(exc), returncode=2) from None
+        if not chains:
+            raise CommandError("no chains: add them with subscribe_events --networks or in the admin", returncode=2)
+        publisher = None
+        if not opts["no_live"]:
+            publisher = LivePublisher()
+            publisher.start()
+        consumer = StreamConsumer(
+            chains,
+            client=connect(opts["redis_url"] or settings.REDIS_URL),
+            consumer=opts["consumer"] or default_consumer_name(),
+            count=opts["batch"],
+            claim_idle_ms=int(opts["claim_idle"].total_seconds() * 1000),
+            publisher=publisher,
+        )
+        stop_on_signals(consumer.stop)
+        log.info("consumer %s streaming %s", consumer.consumer, ", ".join(c.name for c in chains))
+        stats = consumer.run(
+            log_interval=opts["log_interval"].total_seconds(),
+            max_entries=opts["max_entries"],
+            idle_exit=opts["until_idle"],
+        )
+        if publisher:
+            publisher.stop()
+        self.stdout.write(f"stored {stats.entries} stream entries in {stats.batches} batches")

@@ -1,0 +1,219 @@
+"""stream_events on real Redis and PostgreSQL: at least once, idempotent, never stuck."""
+
+from __future__ import annotations
+
+import time
+from unittest import mock
+
+import psycopg
+import pytest
+from django.db import OperationalError, connection
+
+from consensus import protocol as p
+from consensus.ingest import StreamConsumer
+from consensus.models import Chain, ChainStatus, CommitSignature, DeadLetter, Gap, Round, RoundStep, Vote
+from consensus.protocol.stream import KIND_BLOCK, KIND_FRAMES, KIND_GAP, KIND_STATUS, StreamEntry, encode_frames
+from consensus.streams import GROUP, stream_key
+
+from .protocol_fixtures import ADDRESSES, frames, http
+
+NS = 1_795_824_259_000_000_000
+
+
+def entry(kind: bytes, payload: bytes, chain: str = "testnet", t: int = NS) -> dict:
+    return StreamEntry(kind=kind, chain=chain, received_ns=t, payload=payload, endpoint="http://x").to_fields()
+
+
+def fill(client, chain: str, lines: list[str], per_entry: int = 20) -> int:
+    """The real captured frames, in bursts as the subscriber writes them."""
+    key = stream_key(chain)
+    for i in range(0, len(lines), per_entry):
+        chunk = [line.encode() for line in lines[i : i + per_entry]]
+        client.xadd(key, entry(KIND_FRAMES, encode_frames(chunk), chain, NS + i))
+    return client.xlen(key)
+
+
+def consumer(chain, client, name="c1", **kw) -> StreamConsumer:
+    c = StreamConsumer([chain], client=client, consumer=name, **kw)
+    c.ensure_groups()
+    return c
+
+
+def drain(c: StreamConsumer, rounds: int = 50) -> None:
+    idle = 0
+    for _ in range(rounds):
+        if c.run_once() == 0:
+            idle += 1
+            if idle > 2 and c.idle:
+                return
+
+
+def snapshot() -> dict:
+    return {
+        "votes": sorted(Vote.objects.values_list("height", "round", "type", "validator__address", "block_hash")),
+        "rounds": sorted(Round.objects.values_list("height", "round", "proposer__address", "block_hash")),
+        "steps": sorted(RoundStep.objects.values_list("height", "round", "step")),
+    }
+
+
+@pytest.fixture
+def normal(chain, redis_client):
+    lines = list(frames("ws_frames_normal.jsonl")) + list(frames("ws_frames_one_down.jsonl"))
+    fill(redis_client, chain.name, lines)
+    return lines
+
+
+def expected_votes(lines) -> set:
+    out = set()
+    for line in lines:
+        v = p.decode_frame(line)
+        if isinstance(v, p.Vote):
+            out.add((v.height, v.round, v.type, v.validator_address, v.block_hash))
+    return out
+
+
+@pytest.mark.django_db(transaction=True)
+def test_batches_persist_every_event(chain, redis_client, normal):
+    c = consumer(chain, redis_client, block_ms=50)
+    drain(c)
+    votes = {(h, r, t, a, bytes(b) if b else None) for h, r, t, a, b in snapshot()["votes"]}
+    assert votes == expected_votes(normal)
+    assert Vote.objects.count() == 78 + 72
+    assert Vote.objects.filter(block_hash__isnull=True).count() == 12  # the nil votes of the outage
+    r11 = Round.objects.get(chain=chain, height=11, round=0)
+    assert r11.proposer.address == ADDRESSES[2] and r11.proposer_index == 2 and r11.block_hash
+    assert RoundStep.objects.filter(height=26, round=0, step=p.STEP_NUMBERS["RoundStepPrecommit"]).exists()
+    # every entry acknowledged
+    assert redis_client.xpending(stream_key(chain.name), GROUP)["pending"] == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_redelivery_and_a_second_consumer_change_nothing(chain, redis_client, normal):
+    drain(consumer(chain, redis_client, "one", block_ms=50))
+    first = snapshot()
+    # Deliver everything again: a new group reads the stream from the start.
+    redis_client.xgroup_destroy(stream_key(chain.name), GROUP)
+    a = consumer(chain, redis_client, "a", block_ms=50)
+    b = consumer(chain, redis_client, "b", block_ms=50)
+    for _ in range(30):
+        a.run_once()
+        b.run_once()
+    assert snapshot() == first
+    assert Vote.objects.count() == len(first["votes"])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_consumers_give_the_same_rows_as_one(chain, redis_client, normal):
+    a = consumer(chain, redis_client, "a", count=2, block_ms=50)
+    b = consumer(chain, redis_client, "b", count=2, block_ms=50)
+    for _ in range(40):
+        a.run_once()
+        b.run_once()
+    assert a.stats.entries and b.stats.entries  # both did part of the work
+    votes = {(h, r, t, a_, bytes(x) if x else None) for h, r, t, a_, x in snapshot()["votes"]}
+    assert votes == expected_votes(normal)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_pending_entries_of_a_dead_consumer_are_reclaimed(chain, redis_client, normal):
+    key = stream_key(chain.name)
+    consumer(chain, redis_client, "x")
+    # A consumer reads everything and dies before acknowledging (a kill -9 mid-batch).
+    redis_client.xreadgroup(GROUP, "dead", {key: ">"}, count=1000)
+    assert redis_client.xpending(key, GROUP)["pending"] > 0
+    survivor = consumer(chain, redis_client, "survivor", claim_idle_ms=200, block_ms=50)
+    time.sleep(0.3)
+    drain(survivor)
+    assert survivor.stats.claimed > 0
+    assert redis_client.xpending(key, GROUP)["pending"] == 0
+    assert Vote.objects.count() == len(expected_votes(normal))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_poison_entries_are_dead_lettered_and_the_rest_land(chain, redis_client):
+    key = stream_key(chain.name)
+    good = [f.encode() for f in frames("ws_frames_normal.jsonl")[:40]]
+    redis_client.xadd(
+        key, entry(KIND_FRAMES, encode_frames([*good[:20], b'{"jsonrpc":"2.0","id":2,"result":{"da', *good[20:]]))
+    )
+    redis_client.xadd(key, {b"k": b"nonsense", b"c": b"testnet", b"t": b"1", b"p": b"x"})
+    redis_client.xadd(key, entry(KIND_GAP, b"{not json"))
+    redis_client.xadd(key, entry(KIND_FRAMES, b"12:too short"))
+    c = consumer(chain, redis_client, block_ms=50)
+    drain(c)
+    letters = list(DeadLetter.objects.order_by("id"))
+    assert len(letters) == 4
+    reasons = " | ".join(d.reason for d in letters)
+    assert "not JSON" in reasons and "kind" in reasons and "undecodable gap entry" in reasons
+    assert "truncated frame" in reasons
+    assert letters[0].frame_index == 20  # the bad frame alone, not its whole burst
+    expected = sum(isinstance(p.decode_frame(f), p.Vote) for f in good)
+    assert Vote.objects.count() == expected
+    assert redis_client.xpending(key, GROUP)["pending"] == 0  # acknowledged: never retried in a loop
+    drain(c)
+    assert DeadLetter.objects.count() == 4
+
+
+@pytest.mark.django_db(transaction=True)
+def test_gaps_blocks_and_status_entries(chain, redis_client):
+    key = stream_key(chain.name)
+    redis_client.xadd(key, entry(KIND_STATUS, b'{"state":"connected","endpoint":"http://n1","height":30}'))
+    redis_client.xadd(key, entry(KIND_GAP, b'{"from":31,"to":31,"reason":"not listening"}'))
+    redis_client.xadd(key, entry(KIND_BLOCK, http("http_block_one_down.json").encode()))
+    redis_client.xadd(key, entry(KIND_GAP, b'{"from":31,"to":31,"reason":"not listening","backfilled":true}'))
+    redis_client.xadd(key, entry(KIND_STATUS, b'{"state":"all_failing","endpoint":"","reason":"refused"}', t=NS + 5))
+    drain(consumer(chain, redis_client, block_ms=50))
+    gap = Gap.objects.get(chain=chain)
+    assert (gap.from_height, gap.to_height, gap.reason) == (31, 31, "not listening") and gap.backfilled_at
+    sigs = {s.validator_index: s for s in CommitSignature.objects.filter(chain=chain, height=31)}
+    assert [sigs[i].flag for i in range(4)] == [2, 1, 2, 2]
+    assert sigs[0].validator.address == ADDRESSES[0] and sigs[1].validator is None
+    status = ChainStatus.objects.get(chain=chain)
+    assert (status.state, status.reason) == ("all_failing", "refused")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_postgresql_going_away_loses_nothing(chain, redis_client, normal):
+    key = stream_key(chain.name)
+    c = consumer(chain, redis_client, count=3, block_ms=50)
+    c.run_once()
+    # A real fault: the server terminates our connection between batches.
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_backend_pid()")
+        pid = cur.fetchone()[0]
+    with psycopg.connect(host="127.0.0.1", user="postgres", dbname="postgres", autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+    assert c.run_once() == 0  # failed: nothing acknowledged
+    assert c.stats.db_errors == 1
+    pending_during = redis_client.xpending(key, GROUP)["pending"]
+    assert pending_during > 0
+    # And an outage of several batches (fault injection), then back.
+    with mock.patch("consensus.ingest.consumer.persist", side_effect=OperationalError("server closed the connection")):
+        for _ in range(3):
+            assert c.run_once() == 0
+    drain(c)
+    assert redis_client.xpending(key, GROUP)["pending"] == 0
+    votes = {(h, r, t, a, bytes(b) if b else None) for h, r, t, a, b in snapshot()["votes"]}
+    assert votes == expected_votes(normal)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_live_updates_are_published_after_commit(chain, redis_client, normal):
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    from consensus.ingest import LivePublisher, group_name
+
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(group_name(chain.name), channel)
+    publisher = LivePublisher()
+    publisher.start()
+    try:
+        drain(consumer(chain, redis_client, publisher=publisher, block_ms=50))
+        message = async_to_sync(layer.receive)(channel)
+    finally:
+        publisher.stop()
+    assert message["type"] == "consensus.update" and message["chain"] == chain.name
+    assert message["height"] >= 11
+    assert Chain.objects.count() == 1
