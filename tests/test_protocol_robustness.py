@@ -241,3 +241,41 @@ def test_structural_mutations_of_real_http_replies(data):
     path = data.draw(st.sampled_from(list(paths(doc))))
     value = data.draw(JSON_VALUES)
     decode_only_protocol_errors(HTTP_DECODERS[i], json.dumps(replace_at(doc, path, value, data.draw(st.booleans()))))
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.data())
+def test_fast_vote_path_agrees_with_the_checked_path(data):
+    from consensus.protocol.websocket import _fast_vote, checked_vote
+
+    votes = [json.loads(f)["result"]["data"]["value"]["Vote"] for f in REAL if "tendermint/event/Vote" in f]
+    v = data.draw(st.sampled_from(votes))
+    key = data.draw(st.sampled_from(sorted(v)))
+    mutated = dict(v)
+    mutated[key] = data.draw(
+        JSON_VALUES
+        | st.sampled_from(
+            [
+                "0",
+                "1",
+                "-1",
+                "",
+                " 12",
+                "\uff11\uff12",
+                "\u00b2",
+                "AB" * 20,
+                "ab" * 20,
+                "A B" * 13 + "A",
+                "2026-11-28T00:04:20.218807673Z",
+                "2026-11-28T00:04:2 .218807673Z",
+                "+123",
+            ]
+        )
+    )
+    fast = _fast_vote(mutated)
+    try:
+        checked = checked_vote(mutated)
+    except p.ProtocolError:
+        assert fast is None
+    else:
+        assert fast is None or fast == checked

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import queue
 import random
 import socket
 import threading
@@ -60,7 +61,7 @@ class StreamConsumer:
         *,
         client: redis.Redis,
         consumer: str | None = None,
-        count: int = 50,
+        count: int = 40,
         block_ms: int = 1000,
         claim_idle_ms: int = 30_000,
         publisher: LivePublisher | None = None,
@@ -93,11 +94,20 @@ class StreamConsumer:
 
     def run_once(self) -> int:
         """Read, persist and acknowledge one batch. Returns entries handled (0 if idle or failing)."""
-        if time.monotonic() >= self._next_claim:
-            self._next_claim = time.monotonic() + max(1.0, self.claim_idle_ms / 4000)
-            claimed = self._claim()
-            if claimed:
-                return claimed
+        claimed = self._maybe_claim()
+        if claimed:
+            return claimed
+        return self._handle(self._read())
+
+    def _maybe_claim(self) -> int:
+        if time.monotonic() < self._next_claim:
+            return 0
+        self._next_claim = time.monotonic() + max(1.0, self.claim_idle_ms / 4000)
+        return self._claim()
+
+    def _read(self) -> list[tuple[str, list]]:
+        """The next entries: first those this consumer holds unacknowledged (after a start or a
+        database failure), then new ones."""
         if self._own_pending:
             streams = {key: "0" for key in self.chains}
             block = None
@@ -109,9 +119,9 @@ class StreamConsumer:
         entries = [(k, [(i, f) for i, f in items if f]) for k, items in entries]  # trimmed entries have no fields
         if self._own_pending and not any(items for _, items in entries):
             self._own_pending = False
-            return 0
+            return []
         self.idle = not self._own_pending and not any(items for _, items in entries)
-        return self._handle(entries)
+        return entries
 
     def _claim(self) -> int:
         """Take over entries another consumer left unacknowledged for longer than claim_idle_ms."""
@@ -139,11 +149,13 @@ class StreamConsumer:
         return batch
 
     def _handle(self, entries: list[tuple[str, list]]) -> int:
+        return self._store(entries, self._decode(entries)) if entries else 0
+
+    def _store(self, entries: list[tuple[str, list]], batch: Batch) -> int:
         n = sum(len(items) for _, items in entries)
         if not n:
             return 0
         started = time.monotonic()
-        batch = self._decode(entries)
         try:
             counts = persist(batch, self.validators)
         except (OperationalError, InterfaceError) as exc:
@@ -234,28 +246,41 @@ class StreamConsumer:
                 continue
         return out
 
-    def run(self, *, log_interval: float = 10.0, max_entries: int | None = None, idle_exit: bool = False) -> Stats:
+    def run(
+        self,
+        *,
+        log_interval: float = 10.0,
+        max_entries: int | None = None,
+        idle_exit: bool = False,
+        pipelined: bool = True,
+    ) -> Stats:
+        """Loop until stopped. Pipelined: this thread reads and decodes the next batch while a second
+        thread commits the previous one (PostgreSQL's time and Python's overlap)."""
         self.ensure_groups()
+        writer = _Writer(self) if pipelined else None
         next_log = time.monotonic() + log_interval
-        last = {name: 0 for name in (c.name for c in self.chains.values())}
+        last: dict[str, int] = {}
         last_time = time.monotonic()
-        while not self.stop.is_set():
-            try:
-                handled = self.run_once()
-            except redis.RedisError as exc:
-                log.error("Redis unavailable (%s); retrying", exc)
-                self.stop.wait(1.0)
-                self._own_pending = True
-                continue
-            close_old_connections() if not handled else None
-            if max_entries is not None and self.stats.entries >= max_entries:
-                break
-            if idle_exit and not handled and self.idle:
-                break
-            now = time.monotonic()
-            if now >= next_log:
-                self._log(last, now - last_time)
-                last_time, next_log = now, now + log_interval
+        try:
+            while not self.stop.is_set():
+                try:
+                    handled = self.run_once() if writer is None else writer.step()
+                except redis.RedisError as exc:
+                    log.error("Redis unavailable (%s); retrying", exc)
+                    self.stop.wait(1.0)
+                    self._own_pending = True
+                    continue
+                if max_entries is not None and self.stats.entries >= max_entries:
+                    break
+                if idle_exit and not handled and self.idle and (writer is None or writer.drained()):
+                    break
+                now = time.monotonic()
+                if now >= next_log:
+                    self._log(last, now - last_time)
+                    last_time, next_log = now, now + log_interval
+        finally:
+            if writer is not None:
+                writer.close()
         return self.stats
 
     def _log(self, last: dict[str, int], elapsed: float) -> None:
@@ -275,3 +300,54 @@ class StreamConsumer:
                 pending,
                 s.dead_letters,
             )
+
+
+class _Writer:
+    """The committing half of a pipelined consumer: one thread, batches in order, acks after commit."""
+
+    def __init__(self, consumer: StreamConsumer) -> None:
+        self.consumer = consumer
+        self.queue: queue.Queue[tuple[list, Batch] | None] = queue.Queue(maxsize=2)
+        self.failed = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="stream-writer", daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            item = self.queue.get()
+            try:
+                if item is None:
+                    return
+                entries, batch = item
+                if self.failed.is_set():
+                    continue  # still pending in Redis: re-read once the database is back
+                if not self.consumer._store(entries, batch):
+                    self.failed.set()
+            finally:
+                self.queue.task_done()
+                if item is None or self.consumer.stop.is_set():
+                    close_old_connections()
+
+    def step(self) -> int:
+        c = self.consumer
+        if self.failed.is_set():
+            self.queue.join()  # let the writer discard what it holds, then re-read our pending entries
+            self.failed.clear()
+            c._own_pending = True
+        claimed = c._maybe_claim()
+        if claimed:
+            return claimed
+        entries = c._read()
+        if not entries:
+            return 0
+        self.queue.put((entries, c._decode(entries)))
+        return sum(len(items) for _, items in entries)
+
+    def drained(self) -> bool:
+        self.queue.join()
+        return not self.failed.is_set()
+
+    def close(self) -> None:
+        self.queue.join()
+        self.queue.put(None)
+        self.thread.join(10)

@@ -20,6 +20,7 @@ from consensus.protocol.stream import (
     decode_entry,
     entry_frames,
 )
+from consensus.protocol.websocket import fast_vote_frame
 
 
 def _time(ns: int) -> datetime:
@@ -48,7 +49,7 @@ class Batch:
     newest: dict[int, tuple[int, int]] = field(default_factory=dict)
     ids: list[bytes] = field(default_factory=list)  # entry ids in this batch, to acknowledge
 
-    def _touch(self, chain_id: int, height: int, round_: int) -> None:
+    def touch(self, chain_id: int, height: int, round_: int) -> None:
         if (height, round_) > self.newest.get(chain_id, (0, 0)):
             self.newest[chain_id] = (height, round_)
 
@@ -68,19 +69,19 @@ class Batch:
                     event.signature,
                 )
             )
-            self._touch(chain_id, event.height, event.round)
+            self.touch(chain_id, event.height, event.round)
         elif isinstance(event, p.NewRound):
             row = self.rounds.setdefault((chain_id, event.height, event.round), [received, None, None, None])
             row[0] = min(row[0], received)
             row[1], row[2] = event.proposer_address, event.proposer_index
-            self._touch(chain_id, event.height, event.round)
+            self.touch(chain_id, event.height, event.round)
         elif isinstance(event, p.CompleteProposal):
             row = self.rounds.setdefault((chain_id, event.height, event.round), [received, None, None, None])
             row[3] = event.block_hash
         elif isinstance(event, p.RoundStep):
             key = (chain_id, event.height, event.round, event.step)
             self.steps[key] = min(self.steps.get(key, received), received)
-            self._touch(chain_id, event.height, event.round)
+            self.touch(chain_id, event.height, event.round)
         # Other event types (NewBlock, ValidatorSetUpdates) are not subscribed to; ignored if present.
 
     def add_commit(self, chain_id: int, commit: p.Commit) -> None:
@@ -119,6 +120,24 @@ def decode_into(batch: Batch, stream: str, entry_id: bytes, fields: dict, chain_
     try:
         if entry.kind in (KIND_FRAME, KIND_FRAMES):
             for i, frame in enumerate(entry_frames(entry)):
+                vote = fast_vote_frame(frame)  # most frames are votes: the short path first
+                if vote is not None:
+                    batch.votes.append(
+                        (
+                            chain_id,
+                            vote.height,
+                            vote.round,
+                            vote.type,
+                            vote.validator_address,
+                            vote.validator_index,
+                            vote.block_hash,
+                            vote.timestamp,
+                            received,
+                            vote.signature,
+                        )
+                    )
+                    batch.touch(chain_id, vote.height, vote.round)
+                    continue
                 try:
                     value = p.decode_frame(frame)
                 except p.ProtocolError as exc:

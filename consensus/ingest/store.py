@@ -22,6 +22,7 @@ _VOTE_COLUMNS = (
 )
 
 
+_VOTE_TYPES = ["int2", "int8", "int2", "int2", "int4", "int4", "bytea", "timestamptz", "timestamptz", "bytea"]
 _INSERT_VOTES = (
     f"INSERT INTO consensus_vote ({_VOTE_COLUMNS}) SELECT {_VOTE_COLUMNS} FROM stage_vote ON CONFLICT DO NOTHING"  # noqa: S608
 )
@@ -65,7 +66,8 @@ def persist(batch: Batch, validators: ValidatorCache) -> dict[str, int]:
         with connection.cursor() as cur:
             if batch.votes:
                 cur.execute(_STAGING)
-                with cur.copy(f"COPY stage_vote ({_VOTE_COLUMNS}) FROM STDIN") as copy:
+                with cur.copy(f"COPY stage_vote ({_VOTE_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
+                    copy.set_types(_VOTE_TYPES)
                     for c, h, r, t, addr, idx, block, ts, recv, sig in batch.votes:
                         copy.write_row((c, h, r, t, ids[(c, addr)], idx, block, ts, recv, sig))
                 cur.execute(_INSERT_VOTES)

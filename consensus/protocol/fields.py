@@ -40,7 +40,7 @@ def integer(value: Any, path: str, *, lo: int, hi: int) -> int:
         raise BadValue(f"{path}: expected an integer, got a boolean")
     if isinstance(value, int):
         n = value
-    elif isinstance(value, str) and value.lstrip("-").isdigit() and len(value) <= 20:
+    elif isinstance(value, str) and value.isascii() and value.lstrip("-").isdigit() and len(value) <= 20:
         n = int(value)
     else:
         raise BadValue(f"{path}: expected an integer, got {value!r:.40}")

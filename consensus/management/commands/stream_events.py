@@ -36,7 +36,12 @@ class Command(BaseCommand):
             help="Accepted for the original's syntax; set DATABASE_URL instead.",
         )
         parser.add_argument("--consumer", default=None, help="Consumer name in the group (default host-pid).")
-        parser.add_argument("--batch", type=int, default=50, help="Stream entries per transaction (50).")
+        parser.add_argument(
+            "--batch",
+            type=int,
+            default=40,
+            help="Stream entries per transaction (40; an entry holds up to 256 events).",
+        )
         parser.add_argument(
             "--claim-idle",
             type=parse_duration,
