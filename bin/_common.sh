@@ -20,8 +20,8 @@ ensure_venv() {
     local stamp="$VENV/.ctop-requirements" want
     want="$(cat "$@" requirements.txt | sha256sum | cut -d' ' -f1)"
     if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-        echo "ctop: installing requirements into .venv ($*)"
-        local args=()
+        echo "ctop: installing requirements into .venv (requirements.txt $*)"
+        local args=(-r requirements.txt)
         for f in "$@"; do args+=(-r "$f"); done
         if ! "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${args[@]}"; then
             echo "ctop: installing the requirements failed (see pip's message above)" >&2

@@ -114,6 +114,7 @@ class SimChain:
         scenario: Scenario | None = None,
         seed: int = 0,
         timeout_propose: float | None = None,
+        start_height: int = 1,
     ) -> None:
         powers = [1000] * validators if isinstance(validators, int) else list(validators)
         if not 1 <= len(powers) <= 500:
@@ -126,11 +127,16 @@ class SimChain:
         self.scenario = scenario or Scenario()
         self.rng = random.Random(seed)
         self.genesis = [SimValidator(i, self._key(i), p) for i, p in enumerate(powers)]
-        self._sets: list[tuple[int, tuple[SimValidator, ...]]] = [(1, self._sorted(self.genesis))]
+        self._sets: list[tuple[int, tuple[SimValidator, ...]]] = [(start_height, self._sorted(self.genesis))]
         for change in sorted(self.scenario.set_changes, key=lambda c: c.height):
             self._apply_set_change(change)
         self.blocks: dict[int, BlockRecord] = {}
-        self.latest_height = 0
+        # A chain may start at any height (a restarted demo continues instead of replaying heights
+        # already stored); validator-set history begins there.
+        if start_height < 1:
+            raise ValueError("start height must be at least 1")
+        self.latest_height = start_height - 1
+        self.first_height = start_height
         self.genesis_time = datetime.now(UTC)
         self._carry: list[Vote] = []  # late precommits of the previous height
         self._positions: tuple[int, dict[str, int]] = (0, {})
@@ -332,4 +338,4 @@ class SimChain:
 
     @property
     def earliest_height(self) -> int:
-        return max(1, self.latest_height - self.KEEP_BLOCKS + 1)
+        return max(self.first_height, self.latest_height - self.KEEP_BLOCKS + 1)

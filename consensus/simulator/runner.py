@@ -72,6 +72,7 @@ def build_network(
     nodes_per_chain: int = 1,
     chain_id_prefix: str = "sim",
     seed: int = 0,
+    start_height: int = 1,
 ) -> SimNetwork:
     network = SimNetwork()
     port = base_port

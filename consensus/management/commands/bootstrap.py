@@ -15,6 +15,8 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from psycopg import sql
 
+from consensus.networks import NetworksError, ensure_chains, parse_networks
+
 
 def ensure_database() -> bool:
     """Create the configured database if missing. Returns True if it was created."""
@@ -48,12 +50,19 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--username", default="admin", help="Login to create if none exists (default admin).")
+        parser.add_argument("--networks", default="", help="name,url pairs to register as watched chains.")
 
     def handle(self, *args, **opts) -> None:
         if ensure_database():
             self.stdout.write(f"created database {settings.DATABASES['default']['NAME']}")
         call_command("migrate", interactive=False, verbosity=0)
         self.stdout.write("database schema is up to date")
+        if opts["networks"]:
+            try:
+                chains = ensure_chains(parse_networks(opts["networks"]))
+            except NetworksError as exc:
+                raise CommandError(str(exc), returncode=2) from None
+            self.stdout.write("watching " + ", ".join(c.name for c in chains))
         user_model = get_user_model()
         if user_model.objects.filter(is_superuser=True, is_active=True).exists():
             self.stdout.write(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import time
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -42,6 +43,12 @@ class Command(BaseCommand):
         parser.add_argument("--chain-id-prefix", default="sim", help="Chain ids are PREFIX-1, PREFIX-2, ...")
         parser.add_argument("--scenario", default="none", help="none, demo, or a JSON scenario file.")
         parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument(
+            "--start-height",
+            default="1",
+            help="First height (default 1); 'auto' continues from the wall clock, so a restarted "
+            "demo never replays heights already stored.",
+        )
 
     def handle(self, *args, **opts) -> None:
         if not 1 <= opts["chains"] <= 200:
@@ -54,6 +61,15 @@ class Command(BaseCommand):
             scenario = load(opts["scenario"])
         except ValueError as exc:
             raise CommandError(str(exc)) from None
+        if opts["start_height"] == "auto":
+            start_height = int(time.time() // max(opts["block_time"].total_seconds(), 1.0)) - 1_700_000_000
+        else:
+            try:
+                start_height = int(opts["start_height"])
+            except ValueError:
+                raise CommandError("--start-height: a height or 'auto'", returncode=2) from None
+            if start_height < 1:
+                raise CommandError("--start-height must be at least 1", returncode=2)
         network = build_network(
             chains=opts["chains"],
             validators=parse_powers(opts["validators"]),
@@ -63,6 +79,7 @@ class Command(BaseCommand):
             nodes_per_chain=opts["nodes"],
             chain_id_prefix=opts["chain_id_prefix"],
             seed=opts["seed"],
+            start_height=start_height,
         )
         asyncio.run(self._serve(network))
 
