@@ -8,7 +8,8 @@ import pytest
 from django.contrib import admin
 from django.urls import reverse
 
-from consensus.models import CommitSignature, DeadLetter, Gap, Round, RoundStep, Step, Vote, VoteType
+from consensus.models import ChainStatus, CommitSignature, DeadLetter, Gap, Round, RoundStep, Step, Vote, VoteType
+from validators.models import SetIndexState
 from validators.services import Member, apply_set
 
 NOW = datetime(2026, 11, 28, tzinfo=UTC)
@@ -35,6 +36,8 @@ def populated(chain):
     CommitSignature.objects.create(chain=chain, height=1, round=0, validator_index=0, flag=2, validator=v)
     Gap.objects.create(chain=chain, from_height=5, to_height=6, reason="reconnect", detected_at=NOW)
     DeadLetter.objects.create(chain=chain, stream="s", entry_id="1-0", payload="{bad", reason="bad json")
+    ChainStatus.objects.create(chain=chain, state="connected", endpoint="http://n", updated_at=NOW)
+    SetIndexState.objects.create(chain=chain, verified_height=1, verified_at=NOW)
     return chain
 
 

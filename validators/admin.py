@@ -6,7 +6,7 @@ from django.utils.html import format_html
 
 from ctop_project.admin_utils import EstimatedCountPaginator
 
-from .models import SetMembership, Validator
+from .models import SetIndexState, SetMembership, Validator
 
 
 @admin.register(Validator)
@@ -37,4 +37,13 @@ class SetMembershipAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(SetIndexState)
+class SetIndexStateAdmin(admin.ModelAdmin):
+    list_display = ["chain", "verified_height", "verified_at", "last_error_at", "last_error"]
+    readonly_fields = ["chain", "verified_height", "verified_at", "last_error", "last_error_at"]
+
+    def has_add_permission(self, request, obj=None) -> bool:
         return False

@@ -71,3 +71,18 @@ class SetMembership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.validator} {self.heights} power={self.voting_power}"
+
+
+class SetIndexState(models.Model):
+    """How far the set history of a chain is known to be exact, and the indexer's last trouble."""
+
+    chain = models.OneToOneField(
+        "consensus.Chain", on_delete=models.CASCADE, primary_key=True, related_name="set_index"
+    )
+    verified_height = models.BigIntegerField(help_text="History is exact for every height up to this one.")
+    verified_at = models.DateTimeField()
+    last_error = models.TextField(blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.chain} verified to {self.verified_height}"

@@ -98,6 +98,7 @@ class SimNode:
         self._frames = 0
         self.frames_sent = 0
         self.accepting = True
+        self.fail_validators_page: int | None = None  # fault injection: this /validators page errors
         self.record = False  # keep every frame sent, per connection (tests compare them with Redis)
         self.recorded: list[Connection] = []
         self._runner: web.AppRunner | None = None
@@ -336,6 +337,8 @@ class SimNode:
         pages = max(1, math.ceil(len(vals) / per_page))
         if page < 1 or page > pages:
             return self._error(f"page should be within [1, {pages}] range, given {page}")
+        if page == self.fail_validators_page:
+            return self._error("simulated failure reading the validator set")
         chunk = vals[(page - 1) * per_page : page * per_page]
         return self._reply(encode.validators_reply(h, [v.info() for v in chunk], len(vals)))
 
