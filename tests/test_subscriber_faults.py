@@ -79,8 +79,8 @@ def test_redis_restarted_buffered_entries_are_delivered(sim, private_redis):
     assert missing == []
 
 
-def run_command(*args: str, timeout: float = 60, **popen) -> subprocess.CompletedProcess:
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "ctop_project.settings_test"}
+def run_command(*args: str, timeout: float = 60, env_extra: dict | None = None, **popen) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "ctop_project.settings_test", **(env_extra or {})}
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=ROOT,
@@ -104,9 +104,15 @@ def run_command(*args: str, timeout: float = 60, **popen) -> subprocess.Complete
         ("osmo sis,tcp://h:1", "bad network name"),
     ],
 )
-def test_bad_networks_exit_2_before_anything_starts(networks, message, db):
-    # The networks syntax is checked before anything connects; the database is the test database.
-    proc = run_command("subscribe_events", "--networks", networks, timeout=30)
+def test_bad_networks_exit_2_before_anything_starts(networks, message):
+    # Checked before anything connects: not even the (here unreachable) database is touched.
+    proc = run_command(
+        "subscribe_events",
+        "--networks",
+        networks,
+        timeout=30,
+        env_extra={"DATABASE_URL": "postgres://postgres@127.0.0.1:9/nowhere"},
+    )
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -143,3 +149,16 @@ def test_sigterm_flushes_and_exits_0(sim, redis_client, settings):
     from consensus.models import Chain
 
     assert Chain.objects.get(name="sim-1").chain_id == "sim-1"  # learned from the endpoint
+
+
+def test_database_unreachable_is_one_clear_line():
+    proc = run_command(
+        "subscribe_events",
+        "--networks",
+        "osmosis,tcp://127.0.0.1:1",
+        timeout=30,
+        env_extra={"DATABASE_URL": "postgres://postgres@127.0.0.1:9/nowhere"},
+    )
+    assert proc.returncode == 2
+    assert "is not reachable" in proc.stderr and "127.0.0.1:9" in proc.stderr
+    assert "Traceback" not in proc.stderr

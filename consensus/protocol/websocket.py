@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from . import fields as f
 from .errors import BadValue, MalformedFrame, ProtocolError, RPCError, UnknownEventType
 from .values import (
@@ -181,7 +183,9 @@ def fast_vote_frame(text: str | bytes) -> Vote | None:
     """A well-formed Vote event frame, decoded with the least work; None for anything else (then use
     decode_frame, which handles and explains every other case)."""
     try:
-        doc = json.loads(text)
+        # orjson (C) parses a vote frame ~4x faster than json; anything it rejects (NaN, huge
+        # integers, bad UTF-8) simply takes the checked path.
+        doc = orjson.loads(text)
         data = doc["result"]["data"]
         if data["type"] != "tendermint/event/Vote" or "error" in doc:
             return None

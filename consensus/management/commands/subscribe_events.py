@@ -12,7 +12,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections
 
 from consensus.models import Chain
-from consensus.networks import NetworksError, select_chains
+from consensus.networks import NetworksError, parse_networks, select_chains
 from consensus.streams import connect
 from consensus.subscriber import ChainTarget, Options, SubscribeRunner
 from ctop_project.cli import parse_duration
@@ -83,8 +83,10 @@ class Command(BaseCommand):
         parser.add_argument("--log-interval", type=seconds, default=10.0, help="Per-chain stats log interval (10s).")
 
     def handle(self, *args, **opts) -> None:
-        require_database()
         try:
+            if opts["networks"]:
+                parse_networks(opts["networks"])  # the syntax first: nothing starts on a bad list
+            require_database()
             chains = select_chains(networks=opts["networks"], with_urls=True)
         except NetworksError as exc:
             raise CommandError(str(exc), returncode=2) from None
