@@ -134,3 +134,16 @@ def format_time(dt: datetime, nanos: int | None = None) -> str:
     ns = nanos if nanos is not None else dt.microsecond * 1000
     frac = f"{ns:09d}".rstrip("0")
     return dt.strftime("%Y-%m-%dT%H:%M:%S") + (f".{frac}" if frac else "") + "Z"
+
+
+def validator_entry(item: Any, path: str) -> tuple[str, str, str, int]:
+    """address, pub key type, pub key (base64), voting power: how /validators and
+    ValidatorSetUpdates both describe a validator."""
+    item = obj(item, path)
+    pub = obj(get(item, "pub_key", path), f"{path}.pub_key")
+    return (
+        address(get(item, "address", path), f"{path}.address"),
+        string(pub.get("type", ""), f"{path}.pub_key.type"),
+        string(pub.get("value", ""), f"{path}.pub_key.value"),
+        integer(get(item, "voting_power", path), f"{path}.voting_power", lo=0, hi=INT64_MAX),
+    )

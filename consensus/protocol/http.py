@@ -87,17 +87,15 @@ def decode_validators(result: dict) -> ValidatorsPage:
     items = []
     for i, item in enumerate(raw):
         p = f"validators[{i}]"
-        item = f.obj(item, p)
-        pub = f.obj(f.get(item, "pub_key", p), f"{p}.pub_key")
+        address, pub_type, pub_key, power = f.validator_entry(item, p)
+        priority = item.get("proposer_priority", "0")  # validator_entry checked it is an object
         items.append(
             ValidatorInfo(
-                address=f.address(f.get(item, "address", p), f"{p}.address"),
-                pub_key_type=f.string(pub.get("type", ""), f"{p}.pub_key.type"),
-                pub_key=f.string(pub.get("value", ""), f"{p}.pub_key.value"),
-                voting_power=f.integer(f.get(item, "voting_power", p), f"{p}.voting_power", lo=0, hi=f.INT64_MAX),
-                proposer_priority=f.integer(
-                    item.get("proposer_priority", "0"), f"{p}.proposer_priority", lo=-f.INT64_MAX - 1, hi=f.INT64_MAX
-                ),
+                address=address,
+                pub_key_type=pub_type,
+                pub_key=pub_key,
+                voting_power=power,
+                proposer_priority=f.integer(priority, f"{p}.proposer_priority", lo=-f.INT64_MAX - 1, hi=f.INT64_MAX),
             )
         )
     count = f.integer(f.get(result, "count", "validators"), "count", lo=0, hi=f.MAX_VALIDATORS)

@@ -280,19 +280,7 @@ def decode_validator_set_updates(value: dict) -> ValidatorSetUpdates:
     raw = f.get(value, "validator_updates", p)
     if not isinstance(raw, list):
         raise BadValue(f"{p}.validator_updates: expected a list")
-    updates = []
-    for i, item in enumerate(raw):
-        q = f"{p}.validator_updates[{i}]"
-        item = f.obj(item, q)
-        pub = f.obj(f.get(item, "pub_key", q), f"{q}.pub_key")
-        updates.append(
-            ValidatorUpdate(
-                address=f.address(f.get(item, "address", q), f"{q}.address"),
-                pub_key_type=f.string(pub.get("type", ""), f"{q}.pub_key.type"),
-                pub_key=f.string(pub.get("value", ""), f"{q}.pub_key.value"),
-                voting_power=f.integer(f.get(item, "voting_power", q), f"{q}.voting_power", lo=0, hi=f.INT64_MAX),
-            )
-        )
+    updates = [ValidatorUpdate(*f.validator_entry(item, f"{p}.validator_updates[{i}]")) for i, item in enumerate(raw)]
     return ValidatorSetUpdates(tuple(updates))
 
 
