@@ -1,1 +1,170 @@
-"""Verdicts and alerts (see the missing-vote analyzer)."""
+"""What the analyzer concluded (verdicts) and the alerts it raised.
+
+Verdicts are kept per height and per validator, so pages and history queries never recompute from
+raw votes. A validator's votes at one height are a short string per vote type, one character per
+round: S signed (for a block), N nil, M missed, U unknown (ctop was not listening). "SM" = signed in
+round 0, missed in round 1.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+SIGNED, NIL, MISSED, UNKNOWN = "S", "N", "M", "U"
+
+
+class HeightVerdict(models.Model):
+    """One judged height of a chain."""
+
+    id = models.BigAutoField(primary_key=True)
+    height = models.BigIntegerField()
+    judged_at = models.DateTimeField()
+    chain = models.ForeignKey("consensus.Chain", on_delete=models.PROTECT, db_index=False, related_name="+")
+    rounds = models.SmallIntegerField(help_text="Rounds the height took.")
+    commit_round = models.SmallIntegerField(null=True, blank=True)
+    unknown = models.BooleanField(default=False, help_text="In a gap: ctop did not see all of it.")
+    total_power = models.BigIntegerField()
+    missed_validators = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["chain", "height"], name="heightverdict_natural_key")]
+
+    def __str__(self) -> str:
+        return f"{self.chain_id} h={self.height}"
+
+
+class RoundVerdict(models.Model):
+    """Voting power per vote type in one round: who voted for a block, for nil, or not at all."""
+
+    id = models.BigAutoField(primary_key=True)
+    height = models.BigIntegerField()
+    total_power = models.BigIntegerField()
+    prevote_power = models.BigIntegerField(help_text="Prevoted for a block.")
+    prevote_nil_power = models.BigIntegerField()
+    precommit_power = models.BigIntegerField(help_text="Precommitted for a block.")
+    precommit_nil_power = models.BigIntegerField()
+    chain = models.ForeignKey("consensus.Chain", on_delete=models.PROTECT, db_index=False, related_name="+")
+    round = models.SmallIntegerField()
+    proposer = models.ForeignKey(
+        "validators.Validator", on_delete=models.PROTECT, null=True, blank=True, db_index=False, related_name="+"
+    )
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["chain", "height", "round"], name="roundverdict_natural_key")]
+
+    def __str__(self) -> str:
+        return f"{self.chain_id} h={self.height} r={self.round}"
+
+    @property
+    def missing_prevote_power(self) -> int:
+        return self.total_power - self.prevote_power - self.prevote_nil_power
+
+    @property
+    def missing_precommit_power(self) -> int:
+        return self.total_power - self.precommit_power - self.precommit_nil_power
+
+
+class ValidatorVerdict(models.Model):
+    """One validator of the active set at one height: its prevotes and precommits, round by round."""
+
+    id = models.BigAutoField(primary_key=True)
+    height = models.BigIntegerField()
+    power = models.BigIntegerField()
+    chain = models.ForeignKey("consensus.Chain", on_delete=models.PROTECT, db_index=False, related_name="+")
+    validator = models.ForeignKey(
+        "validators.Validator", on_delete=models.PROTECT, db_index=False, related_name="verdicts"
+    )
+    prevotes = models.CharField(max_length=32)
+    precommits = models.CharField(max_length=32)
+    missed = models.BooleanField(help_text="Missed at least one vote at this height.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["chain", "height", "validator"], name="validatorverdict_natural_key"),
+        ]
+        indexes = [
+            # The missed-votes rule and the validator page: a validator's latest heights.
+            models.Index(fields=["validator", "-height"], name="verdict_validator_height"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.validator_id} h={self.height} {self.prevotes}/{self.precommits}"
+
+
+class AlertKind(models.TextChoices):
+    MISSED_VOTES = "missed_votes", "missed votes"
+    HALT_RISK = "halt_risk", "halt risk"
+    STALLED = "stalled", "stalled chain"
+    MONITORING_GAP = "monitoring_gap", "monitoring gap"
+
+
+class Severity(models.IntegerChoices):
+    INFO = 10, "info"
+    WARNING = 20, "warning"
+    CRITICAL = 30, "critical"
+
+
+class Alert(models.Model):
+    """A condition with a lifecycle: opened once, updated while it lasts, resolved when it ends."""
+
+    chain = models.ForeignKey("consensus.Chain", on_delete=models.CASCADE, related_name="alerts")
+    kind = models.CharField(max_length=32, choices=AlertKind.choices)
+    validator = models.ForeignKey(
+        "validators.Validator", on_delete=models.CASCADE, null=True, blank=True, related_name="alerts"
+    )
+    severity = models.SmallIntegerField(choices=Severity.choices, default=Severity.WARNING)
+    is_open = models.BooleanField(default=True)
+    opened_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    first_height = models.BigIntegerField(null=True, blank=True)
+    last_height = models.BigIntegerField(null=True, blank=True)
+    count = models.IntegerField(default=1, help_text="How many times the condition was seen.")
+    summary = models.CharField(max_length=255)
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        constraints = [
+            # One open alert per condition: a restart or a second analyzer can never open it twice.
+            models.UniqueConstraint(
+                fields=["chain", "kind", "validator"],
+                condition=Q(is_open=True),
+                nulls_distinct=False,
+                name="alert_one_open",
+            ),
+        ]
+        indexes = [models.Index(fields=["is_open", "-updated_at"], name="alert_open_recent")]
+
+    def __str__(self) -> str:
+        return self.summary
+
+
+class AlertSettings(models.Model):
+    """Per-chain thresholds of the alert rules (editable in the admin; defaults apply without a row)."""
+
+    chain = models.OneToOneField(
+        "consensus.Chain", on_delete=models.CASCADE, primary_key=True, related_name="alert_settings"
+    )
+    consecutive_misses = models.PositiveSmallIntegerField(
+        default=2, help_text="Open after missing this many heights in a row."
+    )
+    window = models.PositiveSmallIntegerField(default=20, help_text="...or this many of the last `window` heights:")
+    window_misses = models.PositiveSmallIntegerField(default=5)
+    resolve_after = models.PositiveSmallIntegerField(
+        default=5, help_text="Resolve after this many signed heights in a row."
+    )
+    stall_after_seconds = models.PositiveIntegerField(default=60, help_text="Stalled: no new height for this long.")
+    grace_seconds = models.PositiveSmallIntegerField(
+        default=3, help_text="Wait for late votes before judging a height."
+    )
+
+    class Meta:
+        verbose_name_plural = "alert settings"
+
+    def __str__(self) -> str:
+        return f"alert settings of {self.chain}"
+
+    @classmethod
+    def for_chain(cls, chain) -> AlertSettings:
+        return cls.objects.filter(chain=chain).first() or cls(chain=chain)

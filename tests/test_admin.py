@@ -8,6 +8,7 @@ import pytest
 from django.contrib import admin
 from django.urls import reverse
 
+from analysis.models import Alert, AlertKind, AlertSettings, HeightVerdict, RoundVerdict, ValidatorVerdict
 from consensus.models import ChainStatus, CommitSignature, DeadLetter, Gap, Round, RoundStep, Step, Vote, VoteType
 from validators.models import SetIndexState
 from validators.services import Member, apply_set
@@ -38,6 +39,22 @@ def populated(chain):
     DeadLetter.objects.create(chain=chain, stream="s", entry_id="1-0", payload="{bad", reason="bad json")
     ChainStatus.objects.create(chain=chain, state="connected", endpoint="http://n", updated_at=NOW)
     SetIndexState.objects.create(chain=chain, verified_height=1, verified_at=NOW)
+    HeightVerdict.objects.create(chain=chain, height=1, judged_at=NOW, rounds=1, total_power=10)
+    RoundVerdict.objects.create(
+        chain=chain,
+        height=1,
+        round=0,
+        total_power=10,
+        prevote_power=10,
+        prevote_nil_power=0,
+        precommit_power=10,
+        precommit_nil_power=0,
+    )
+    ValidatorVerdict.objects.create(
+        chain=chain, height=1, validator=v, power=10, prevotes="S", precommits="S", missed=False
+    )
+    Alert.objects.create(chain=chain, kind=AlertKind.STALLED, opened_at=NOW, updated_at=NOW, summary="stalled")
+    AlertSettings.objects.create(chain=chain)
     return chain
 
 

@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+from django.contrib import admin
+
+from ctop_project.admin_utils import ReadOnlyEventAdmin
+
+from .models import Alert, AlertSettings, HeightVerdict, RoundVerdict, ValidatorVerdict
+
+
+@admin.register(Alert)
+class AlertAdmin(admin.ModelAdmin):
+    list_display = [
+        "summary",
+        "chain",
+        "kind",
+        "validator",
+        "severity",
+        "is_open",
+        "opened_at",
+        "updated_at",
+        "resolved_at",
+        "count",
+    ]
+    list_filter = ["is_open", "kind", "severity", "chain"]
+    search_fields = ["summary", "=validator__address", "validator__moniker"]
+    list_select_related = ["chain", "validator"]
+    readonly_fields = [
+        "chain",
+        "kind",
+        "validator",
+        "opened_at",
+        "updated_at",
+        "resolved_at",
+        "first_height",
+        "last_height",
+        "count",
+        "summary",
+        "details",
+    ]
+    ordering = ["-updated_at"]
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False  # alerts are raised by the analyzer
+
+
+@admin.register(AlertSettings)
+class AlertSettingsAdmin(admin.ModelAdmin):
+    list_display = [
+        "chain",
+        "consecutive_misses",
+        "window_misses",
+        "window",
+        "resolve_after",
+        "stall_after_seconds",
+        "grace_seconds",
+    ]
+
+
+@admin.register(HeightVerdict)
+class HeightVerdictAdmin(ReadOnlyEventAdmin):
+    list_display = ["height", "chain", "rounds", "commit_round", "unknown", "missed_validators", "judged_at"]
+    list_filter = ["chain", "unknown"]
+    search_fields = ["=height"]
+    ordering = ["-id"]
+
+
+@admin.register(RoundVerdict)
+class RoundVerdictAdmin(ReadOnlyEventAdmin):
+    list_display = [
+        "height",
+        "round",
+        "chain",
+        "prevote_power",
+        "prevote_nil_power",
+        "precommit_power",
+        "precommit_nil_power",
+        "total_power",
+    ]
+    list_filter = ["chain"]
+    search_fields = ["=height"]
+    ordering = ["-id"]
+
+
+@admin.register(ValidatorVerdict)
+class ValidatorVerdictAdmin(ReadOnlyEventAdmin):
+    list_display = ["height", "validator", "prevotes", "precommits", "missed", "power", "chain"]
+    list_filter = ["chain", "missed"]
+    search_fields = ["=height", "=validator__address", "validator__moniker"]
+    list_select_related = ["validator", "chain"]
+    ordering = ["-id"]

@@ -1,0 +1,63 @@
+"""MissingVoteAnalyzer: judge every completed height once, then evaluate the alert rules."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.utils import timezone
+
+from consensus.models import Chain, Round
+from validators.indexer import ensure_set_at
+
+from .alerts import evaluate
+from .judge import judge_height, record
+from .models import AlertSettings, HeightVerdict
+
+log = logging.getLogger("ctop.analyzer")
+
+
+class MissingVoteAnalyzer:
+    def __init__(
+        self, chains: list[Chain], *, max_heights: int = 500, backlog: int = 100, fetch_sets: bool = True
+    ) -> None:
+        self.chains = chains
+        self.max_heights = max_heights  # per chain per tick, so one chain's backlog never starves the rest
+        self.backlog = backlog  # on a first run, judge at most this many recent heights
+        self.fetch_sets = fetch_sets  # ask the indexer for sets of heights it has not covered
+
+    def ready_heights(self, chain: Chain) -> range:
+        """Completed heights not judged yet: the next height has started and late votes had their grace."""
+        settings = AlertSettings.for_chain(chain)
+        latest = (
+            Round.objects.filter(chain=chain).order_by("-height", "round").values_list("height", "started_at").first()
+        )
+        if latest is None:
+            return range(0)
+        height, started = latest
+        last_ready = height - 1 if started <= timezone.now() - timedelta(seconds=settings.grace_seconds) else height - 2
+        judged = HeightVerdict.objects.filter(chain=chain).order_by("-height").values_list("height", flat=True).first()
+        if judged is None:
+            first = Round.objects.filter(chain=chain).order_by("height").values_list("height", flat=True).first()
+            start = max(first + 1, last_ready - self.backlog + 1)  # the first height seen may be partial
+        else:
+            start = judged + 1
+        return range(start, min(last_ready, start + self.max_heights - 1) + 1)
+
+    def run_once(self) -> int:
+        judged = 0
+        for chain in self.chains:
+            for height in self.ready_heights(chain):
+                if self.fetch_sets and not ensure_set_at(chain, height):
+                    log.warning("%s h=%d: validator set unknown yet; judging later", chain.name, height)
+                    break
+                j = judge_height(chain, height)
+                if j is None:
+                    log.warning("%s h=%d: no validator set recorded; run index_validators", chain.name, height)
+                    break
+                if record(chain, j):
+                    judged += 1
+                    if j.missed and not j.unknown:
+                        log.info("%s h=%d: %d validator(s) missed votes", chain.name, height, len(j.missed))
+            evaluate(chain, timezone.now())
+        return judged

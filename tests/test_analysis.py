@@ -1,0 +1,164 @@
+"""The missing-vote analyzer on scripted votes and sets, and the alert lifecycle."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from analysis.models import Alert, AlertKind, HeightVerdict, RoundVerdict, ValidatorVerdict
+from analysis.runner import MissingVoteAnalyzer
+from consensus.models import ChainStatus, CommitSignature, Gap, Round, Vote, VoteType
+from validators.models import Validator
+from validators.services import Member, apply_set
+
+A, B, C, D, E = ("A" * 40, "B" * 40, "C" * 40, "D" * 40, "E" * 40)
+BLOCK = b"\x01" * 32
+OLD = timezone.now() - timedelta(minutes=5)
+
+
+@pytest.fixture
+def net(chain):
+    apply_set(chain.pk, 1, [Member(a, 10, i) for i, a in enumerate((A, B, C, D))])
+    return chain
+
+
+def vid(chain, address):
+    return Validator.objects.get(chain=chain, address=address).pk
+
+
+def play(chain, height, rounds: dict[int, dict[str, tuple[str, str]]], started=OLD):
+    """rounds: {round: {address: (prevote, precommit)}} with S (block), N (nil), "" (no vote)."""
+    for r, votes in rounds.items():
+        Round.objects.create(chain=chain, height=height, round=r, started_at=started)
+        for address, (pv, pc) in votes.items():
+            for vote_type, mark in ((VoteType.PREVOTE, pv), (VoteType.PRECOMMIT, pc)):
+                if mark:
+                    Vote.objects.create(
+                        chain=chain,
+                        height=height,
+                        round=r,
+                        type=vote_type,
+                        validator_id=vid(chain, address),
+                        validator_index=0,
+                        block_hash=BLOCK if mark == "S" else None,
+                        timestamp=started,
+                        received_at=started,
+                    )
+
+
+def all_sign(addresses=(A, B, C, D)):
+    return {0: {a: ("S", "S") for a in addresses}}
+
+
+def verdicts(chain, height):
+    return {
+        v.validator.address[0]: (v.prevotes, v.precommits)
+        for v in ValidatorVerdict.objects.filter(chain=chain, height=height).select_related("validator")
+    }
+
+
+def analyze(chain):
+    return MissingVoteAnalyzer([chain], fetch_sets=False).run_once()
+
+
+@pytest.mark.django_db
+def test_missing_votes_per_round_and_type_nil_is_not_missing(net):
+    play(net, 10, all_sign())
+    play(net, 11, {0: {A: ("S", "S"), B: ("", "S"), C: ("S", "N"), D: ("S", "S")}})
+    # The proposer was offline: round 0 nil, B absent; round 1 commits without B's precommit.
+    play(
+        net,
+        12,
+        {
+            0: {A: ("N", "N"), C: ("N", "N"), D: ("N", "N")},
+            1: {A: ("S", "S"), B: ("S", ""), C: ("S", "S"), D: ("S", "S")},
+        },
+    )
+    play(net, 13, all_sign())  # the next height started: 12 can be judged
+    # 10 is the first height seen (possibly from mid-height): judging starts at 11; 13 is in progress.
+    assert analyze(net) == 2
+    assert verdicts(net, 11) == {"A": ("S", "S"), "B": ("M", "S"), "C": ("S", "N"), "D": ("S", "S")}
+    assert verdicts(net, 12) == {"A": ("NS", "NS"), "B": ("MS", "MM"), "C": ("NS", "NS"), "D": ("NS", "NS")}
+    h12 = HeightVerdict.objects.get(chain=net, height=12)
+    assert (h12.rounds, h12.missed_validators, h12.unknown) == (2, 1, False)
+    r0 = RoundVerdict.objects.get(chain=net, height=12, round=0)
+    assert (r0.prevote_power, r0.prevote_nil_power, r0.missing_prevote_power) == (0, 30, 10)
+    # Judged once: a second pass changes nothing.
+    assert analyze(net) == 0
+    assert ValidatorVerdict.objects.filter(chain=net, height=12).count() == 4
+
+
+@pytest.mark.django_db
+def test_gap_heights_are_unknown_and_commit_signatures_count(net):
+    play(net, 20, all_sign())
+    play(net, 21, {0: {A: ("S", "S"), C: ("S", "S"), D: ("S", "")}})  # ctop missed B entirely and D's precommit
+    play(net, 22, {0: {A: ("S", "S"), C: ("S", "S"), D: ("S", "S")}})
+    play(net, 23, all_sign())
+    Gap.objects.create(chain=net, from_height=22, to_height=22, reason="not listening", detected_at=OLD)
+    # The chain's commit of 21 has D's precommit (flag 2) and B's slot absent.
+    for index, flag in enumerate((2, 1, 2, 2)):
+        CommitSignature.objects.create(chain=net, height=21, round=0, validator_index=index, flag=flag)
+    analyze(net)
+    assert verdicts(net, 21) == {"A": ("S", "S"), "B": ("M", "M"), "C": ("S", "S"), "D": ("S", "S")}
+    assert verdicts(net, 22)["B"] == ("U", "U")  # in a gap: unknown, never a miss
+    assert not ValidatorVerdict.objects.get(chain=net, height=22, validator__address=B).missed
+
+
+@pytest.mark.django_db
+def test_a_set_change_mid_window_blames_nobody_wrongly(net):
+    play(net, 30, all_sign())
+    apply_set(net.pk, 32, [Member(B, 10, 0), Member(C, 10, 1), Member(D, 10, 2), Member(E, 10, 3)])  # A left, E joined
+    play(net, 31, all_sign())
+    play(net, 32, all_sign((B, C, D)))  # E (new) did not vote; A is no longer expected to
+    play(net, 33, all_sign((B, C, D, E)))
+    analyze(net)
+    assert set(verdicts(net, 31)) == {"A", "B", "C", "D"}
+    assert verdicts(net, 32) == {"B": ("S", "S"), "C": ("S", "S"), "D": ("S", "S"), "E": ("M", "M")}
+
+
+@pytest.mark.django_db
+def test_missed_votes_alert_opens_once_updates_and_resolves_across_restarts(net):
+    play(net, 40, all_sign())
+    for h in range(41, 45):
+        play(net, h, {0: {A: ("S", "S"), C: ("S", "S"), D: ("S", "S")}})  # B is down
+    play(net, 45, all_sign())
+    analyze(net)
+    alert = Alert.objects.get(chain=net, kind=AlertKind.MISSED_VOTES)
+    assert alert.is_open and alert.validator.address == B
+    assert alert.details["scope"] == "solo" and 44 in alert.details["heights"]
+    # A restart and a second analyzer: the same alert, updated, never a second one.
+    first_count = alert.count
+    MissingVoteAnalyzer([net], fetch_sets=False).run_once()
+    MissingVoteAnalyzer([net], fetch_sets=False).run_once()
+    assert Alert.objects.filter(chain=net, kind=AlertKind.MISSED_VOTES).count() == 1
+    assert Alert.objects.get(pk=alert.pk).count > first_count
+    # B comes back and signs 5 heights in a row: resolved.
+    for h in range(46, 52):
+        play(net, h, all_sign())
+    analyze(net)
+    alert.refresh_from_db()
+    assert not alert.is_open and alert.resolved_at is not None
+    assert Alert.objects.filter(kind=AlertKind.MISSED_VOTES, is_open=True).count() == 0
+
+
+@pytest.mark.django_db
+def test_halt_risk_stalled_and_monitoring_alerts(net):
+    play(net, 60, all_sign())
+    play(net, 61, {0: {A: ("S", "S"), B: ("S", "S")}})  # half the power missing
+    play(net, 62, all_sign(), started=timezone.now() - timedelta(minutes=3))
+    ChainStatus.objects.create(chain=net, state="all_failing", reason="refused", updated_at=timezone.now())
+    analyze(net)
+    kinds = set(Alert.objects.filter(chain=net, is_open=True).values_list("kind", flat=True))
+    assert kinds == {
+        AlertKind.MISSED_VOTES,
+        AlertKind.HALT_RISK,
+        AlertKind.STALLED,
+        AlertKind.MONITORING_GAP,
+    } or kinds >= {AlertKind.HALT_RISK, AlertKind.STALLED, AlertKind.MONITORING_GAP}
+    play(net, 63, all_sign(), started=timezone.now())
+    ChainStatus.objects.filter(chain=net).update(state="connected", endpoint="http://n1")
+    analyze(net)
+    kinds = set(Alert.objects.filter(chain=net, is_open=True).values_list("kind", flat=True))
+    assert AlertKind.STALLED not in kinds and AlertKind.MONITORING_GAP not in kinds
