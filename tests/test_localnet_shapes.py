@@ -12,7 +12,7 @@ import requests
 from consensus import protocol as p
 from consensus.simulator import SimChain, SimulatorThread
 
-from .simhelpers import WSClient
+from .simhelpers import WSClient, wait_for_height
 
 pytestmark = pytest.mark.localnet
 
@@ -92,7 +92,8 @@ def test_http_replies_have_the_same_shapes(localnet):
     (node,) = sim.add_chain(SimChain("sim-1", validators=4, block_time=0.2))
     sim.start()
     try:
-        time.sleep(1.5)
+        wait_for_height(node.url, 3)
+        localnet.wait_for_height(3)
         real_url, fake_url = localnet.nodes[0].rpc_url, node.url
         for path, decoder in [
             ("/status", p.decode_status),
