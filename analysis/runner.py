@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from consensus.models import Chain, Round
 from validators.indexer import ensure_set_at
+from validators.models import SetMembership
 
 from .alerts import evaluate
 from .judge import judge_height, record
@@ -40,6 +41,10 @@ class MissingVoteAnalyzer:
         if judged is None:
             first = Round.objects.filter(chain=chain).order_by("height").values_list("height", flat=True).first()
             start = max(first + 1, last_ready - self.backlog + 1)  # the first height seen may be partial
+            # Nothing before the first recorded set can be judged (nobody knows who was in it).
+            earliest_set = SetMembership.objects.filter(chain=chain).order_by("heights").first()
+            if earliest_set is not None:
+                start = max(start, earliest_set.heights.lower)
         else:
             start = judged + 1
         return range(start, min(last_ready, start + self.max_heights - 1) + 1)

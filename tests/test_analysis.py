@@ -162,3 +162,12 @@ def test_halt_risk_stalled_and_monitoring_alerts(net):
     analyze(net)
     kinds = set(Alert.objects.filter(chain=net, is_open=True).values_list("kind", flat=True))
     assert AlertKind.STALLED not in kinds and AlertKind.MONITORING_GAP not in kinds
+
+
+@pytest.mark.django_db
+def test_heights_before_the_first_recorded_set_are_not_waited_for(chain):
+    for h in range(100, 106):
+        Round.objects.create(chain=chain, height=h, round=0, started_at=OLD)
+    apply_set(chain.pk, 103, [Member(a, 10, i) for i, a in enumerate((A, B))])  # the indexer started at 103
+    assert analyze(chain) == 2  # 103 and 104 (105 is in progress); 101-102 are skipped, not blocking
+    assert set(HeightVerdict.objects.values_list("height", flat=True)) == {103, 104}
