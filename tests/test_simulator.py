@@ -242,3 +242,17 @@ def test_rounds_climb_when_no_block_gets_two_thirds(sim):
     ws.close()
     rounds = [v.round for v in values if isinstance(v, p.NewRound) and v.height == 3]
     assert rounds[:5] == [0, 1, 2, 3, 4]
+
+
+def test_a_chain_can_start_at_any_height(sim):
+    from consensus.simulator import build_network
+
+    network = build_network(
+        chains=1, validators=4, block_time=0.1, scenario=Scenario(), base_port=0, start_height=1_000_000
+    )
+    _, nodes = network.chains[0]
+    sim.network = network
+    sim.start()
+    latest = wait_for_height(nodes[0].url, 1_000_001)
+    assert latest >= 1_000_001
+    assert p.decode_validators(get(nodes[0].url, "/validators", height=1_000_000).text).total == 4

@@ -79,7 +79,12 @@ def build_network(
     for k in range(chains):
         sc = scenario() if callable(scenario) else scenario
         chain = SimChain(
-            f"{chain_id_prefix}-{k + 1}", validators=validators, block_time=block_time, scenario=sc, seed=seed + k
+            f"{chain_id_prefix}-{k + 1}",
+            validators=validators,
+            block_time=block_time,
+            scenario=sc,
+            seed=seed + k,
+            start_height=start_height,
         )
         ports = [port + j if base_port else 0 for j in range(nodes_per_chain)]
         network.add(chain, ports, monikers=[f"{chain_id_prefix}-{k + 1}-node{j}" for j in range(nodes_per_chain)])
