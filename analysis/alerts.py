@@ -126,7 +126,17 @@ def evaluate_missed_votes(chain: Chain, settings: AlertSettings, now: datetime) 
 def evaluate_halt_risk(chain: Chain, settings: AlertSettings, now: datetime) -> None:
     """More than 1/3 of the power missing in a round of the latest judged heights, or rounds climbing
     at one height (3 or more)."""
-    recent = list(RoundVerdict.objects.filter(chain=chain).order_by("-height", "-round")[:30])
+    unknown = set(
+        HeightVerdict.objects.filter(chain=chain, unknown=True)
+        .order_by("-height")
+        .values_list("height", flat=True)[:30]
+    )
+    # Power "missing" at heights ctop did not fully see says nothing about the chain.
+    recent = [
+        rv
+        for rv in RoundVerdict.objects.filter(chain=chain).order_by("-height", "-round")[:30]
+        if rv.height not in unknown
+    ]
     if not recent:
         return
     latest = recent[0].height

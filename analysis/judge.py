@@ -61,7 +61,8 @@ def judge_height(chain: Chain, height: int) -> Judgement | None:
     if commit_round is not None:
         rounds_seen.add(commit_round)
     rounds = (max(rounds_seen) + 1) if rounds_seen else 1
-    unknown = in_gap(chain, height)
+    # Nothing observed at all (no round, no vote) is as unknown as a recorded gap.
+    unknown = in_gap(chain, height) or (not votes and not rounds_seen)
     proposers = dict(Round.objects.filter(chain=chain, height=height).values_list("round", "proposer_id"))
     total = sum(m.voting_power for m in members)
     j = Judgement(height, rounds, commit_round, unknown, total)

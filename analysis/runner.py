@@ -27,19 +27,20 @@ class MissingVoteAnalyzer:
         self.backlog = backlog  # on a first run, judge at most this many recent heights
         self.fetch_sets = fetch_sets  # ask the indexer for sets of heights it has not covered
 
-    def ready_heights(self, chain: Chain) -> range:
-        """Completed heights not judged yet: the next height has started and late votes had their grace."""
+    def ready_heights(self, chain: Chain) -> list[int]:
+        """Completed heights not judged yet (the next height has started and late votes had their
+        grace), oldest first. Heights ctop saw nothing of (no round at all: a long outage) are
+        skipped, so a gap of millions of heights costs one query, not millions of verdicts."""
         settings = AlertSettings.for_chain(chain)
-        latest = (
-            Round.objects.filter(chain=chain).order_by("-height", "round").values_list("height", "started_at").first()
-        )
+        rounds = Round.objects.filter(chain=chain)
+        latest = rounds.order_by("-height", "round").values_list("height", "started_at").first()
         if latest is None:
-            return range(0)
+            return []
         height, started = latest
         last_ready = height - 1 if started <= timezone.now() - timedelta(seconds=settings.grace_seconds) else height - 2
         judged = HeightVerdict.objects.filter(chain=chain).order_by("-height").values_list("height", flat=True).first()
         if judged is None:
-            first = Round.objects.filter(chain=chain).order_by("height").values_list("height", flat=True).first()
+            first = rounds.order_by("height").values_list("height", flat=True).first()
             start = max(first + 1, last_ready - self.backlog + 1)  # the first height seen may be partial
             # Nothing before the first recorded set can be judged (nobody knows who was in it).
             earliest_set = SetMembership.objects.filter(chain=chain).order_by("heights").first()
@@ -47,7 +48,14 @@ class MissingVoteAnalyzer:
                 start = max(start, earliest_set.heights.lower)
         else:
             start = judged + 1
-        return range(start, min(last_ready, start + self.max_heights - 1) + 1)
+        # The (chain, height, round) natural-key index serves this walk.
+        heights = (
+            rounds.filter(height__gte=start, height__lte=last_ready)
+            .order_by("height")
+            .values_list("height", flat=True)
+            .distinct()
+        )
+        return list(heights[: self.max_heights])
 
     def run_once(self) -> int:
         judged = 0

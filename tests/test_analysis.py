@@ -171,3 +171,20 @@ def test_heights_before_the_first_recorded_set_are_not_waited_for(chain):
     apply_set(chain.pk, 103, [Member(a, 10, i) for i, a in enumerate((A, B))])  # the indexer started at 103
     assert analyze(chain) == 2  # 103 and 104 (105 is in progress); 101-102 are skipped, not blocking
     assert set(HeightVerdict.objects.values_list("height", flat=True)) == {103, 104}
+
+
+@pytest.mark.django_db
+def test_unobserved_heights_are_skipped_and_gaps_raise_no_halt_risk(net):
+    play(net, 70, all_sign())
+    play(net, 71, all_sign())
+    play(net, 72, {0: {A: ("S", "S")}})  # then ctop went down: 72 is mostly unseen
+    play(net, 73, all_sign())
+    Gap.objects.create(chain=net, from_height=72, to_height=5_000_000, reason="ctop was down", detected_at=OLD)
+    assert analyze(net) == 2  # 71, 72
+    play(net, 5_000_001, all_sign())
+    play(net, 5_000_002, all_sign())
+    play(net, 5_000_003, all_sign())
+    assert analyze(net) == 3  # 73, then straight to the next observed heights, not millions of empty ones
+    assert set(HeightVerdict.objects.values_list("height", flat=True)) == {71, 72, 73, 5_000_001, 5_000_002}
+    assert HeightVerdict.objects.get(height=72).unknown
+    assert not Alert.objects.filter(kind=AlertKind.HALT_RISK).exists()
