@@ -169,7 +169,7 @@ def main() -> None:
     p50, p99, measured = latency(chain, client, args.latency_seconds)
     print()
     print(f"stream_events: {args.votes:,} votes from Redis into PostgreSQL (natural-key unique index, ON CONFLICT)")
-    print(f"  ctop (decode + COPY + INSERT ... ON CONFLICT)  {ours:>10,.0f} votes/s")
+    print(f"  ctop, one process (decode + binary COPY)      {ours:>10,.0f} votes/s")
     print(f"  ctop, 2 stream_events processes, one group      {two:>10,.0f} votes/s  (sustained, start-up excluded)")
     print(f"  (a) one INSERT per event, autocommit           {naive:>10,.0f} votes/s  -> ctop is {ours / naive:.1f}x")
     print(

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from django.db import connection, transaction
+import psycopg
+from django.db import IntegrityError, connection, transaction
 
 from consensus.models import DeadLetter
 from validators.models import Validator
@@ -26,6 +27,28 @@ _VOTE_TYPES = ["int2", "int8", "int2", "int2", "int4", "int4", "bytea", "timesta
 _INSERT_VOTES = (
     f"INSERT INTO consensus_vote ({_VOTE_COLUMNS}) SELECT {_VOTE_COLUMNS} FROM stage_vote ON CONFLICT DO NOTHING"  # noqa: S608
 )
+
+
+def _copy_votes(cur, rows: list[tuple]) -> int:
+    """Votes straight into their table when none is already there (the common case, one pass);
+    a batch that repeats stored votes (a redelivery) goes through the staging table and
+    INSERT ... ON CONFLICT DO NOTHING instead, so it changes nothing."""
+    try:
+        with transaction.atomic():  # a savepoint: a conflict rolls back only this attempt
+            with cur.copy(f"COPY consensus_vote ({_VOTE_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(_VOTE_TYPES)
+                for row in rows:
+                    copy.write_row(row)
+            return len(rows)
+    except (IntegrityError, psycopg.errors.UniqueViolation):  # COPY errors come unwrapped by Django
+        pass
+    cur.execute(_STAGING)
+    with cur.copy(f"COPY stage_vote ({_VOTE_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(_VOTE_TYPES)
+        for row in rows:
+            copy.write_row(row)
+    cur.execute(_INSERT_VOTES)
+    return cur.rowcount
 
 
 class ValidatorCache:
@@ -65,13 +88,11 @@ def persist(batch: Batch, validators: ValidatorCache) -> dict[str, int]:
         ids = validators.resolve(wanted) if wanted else {}
         with connection.cursor() as cur:
             if batch.votes:
-                cur.execute(_STAGING)
-                with cur.copy(f"COPY stage_vote ({_VOTE_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
-                    copy.set_types(_VOTE_TYPES)
-                    for c, h, r, t, addr, idx, block, ts, recv, sig in batch.votes:
-                        copy.write_row((c, h, r, t, ids[(c, addr)], idx, block, ts, recv, sig))
-                cur.execute(_INSERT_VOTES)
-                counts["votes"] = cur.rowcount
+                rows = [
+                    (c, h, r, t, ids[(c, addr)], idx, block, ts, recv, sig)
+                    for c, h, r, t, addr, idx, block, ts, recv, sig in batch.votes
+                ]
+                counts["votes"] = _copy_votes(cur, rows)
             if batch.rounds:
                 rows = [
                     (c, h, r, v[0], ids.get((c, v[1])) if v[1] else None, v[2], v[3])
