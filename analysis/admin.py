@@ -4,7 +4,15 @@ from django.contrib import admin
 
 from ctop_project.admin_utils import ReadOnlyEventAdmin
 
-from .models import Alert, AlertSettings, HeightVerdict, RoundVerdict, ValidatorVerdict
+from .models import (
+    Alert,
+    AlertSettings,
+    HeightVerdict,
+    Notification,
+    NotificationChannel,
+    RoundVerdict,
+    ValidatorVerdict,
+)
 
 
 @admin.register(Alert)
@@ -87,4 +95,20 @@ class ValidatorVerdictAdmin(ReadOnlyEventAdmin):
     list_filter = ["chain", "missed"]
     search_fields = ["=height", "=validator__address", "validator__moniker"]
     list_select_related = ["validator", "chain"]
+    ordering = ["-id"]
+
+
+@admin.register(NotificationChannel)
+class NotificationChannelAdmin(admin.ModelAdmin):
+    list_display = ["name", "kind", "min_severity", "enabled", "last_error_at", "last_error"]
+    list_filter = ["kind", "enabled"]
+    filter_horizontal = ["chains"]
+    readonly_fields = ["last_error", "last_error_at"]
+
+
+@admin.register(Notification)
+class NotificationAdmin(ReadOnlyEventAdmin):
+    list_display = ["alert", "channel", "event", "status", "attempts", "sent_at", "error"]
+    list_filter = ["status", "event", "channel"]
+    list_select_related = ["alert", "channel"]
     ordering = ["-id"]

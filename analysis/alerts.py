@@ -12,6 +12,7 @@ from django.db import IntegrityError, transaction
 from consensus.models import Chain, ChainStatus, Round
 
 from .models import Alert, AlertKind, AlertSettings, HeightVerdict, RoundVerdict, Severity, ValidatorVerdict
+from .notify import enqueue
 
 
 def raise_or_update(
@@ -38,7 +39,7 @@ def raise_or_update(
             return alert
         try:
             with transaction.atomic():
-                return Alert.objects.create(
+                alert = Alert.objects.create(
                     chain=chain,
                     kind=kind,
                     validator_id=validator_id,
@@ -50,6 +51,8 @@ def raise_or_update(
                     summary=summary[:255],
                     details=details or {},
                 )
+                enqueue(alert, "opened")
+                return alert
         except IntegrityError:
             continue  # another analyzer opened it a moment ago: update that one
     raise RuntimeError("could not open or update the alert")  # pragma: no cover
@@ -64,6 +67,7 @@ def resolve(chain: Chain, kind: str, validator_id: int | None, *, now: datetime,
     if note:
         alert.details = {**alert.details, "resolution": note}
     alert.save()
+    enqueue(alert, "resolved")
     return alert
 
 

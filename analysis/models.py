@@ -168,3 +168,53 @@ class AlertSettings(models.Model):
     @classmethod
     def for_chain(cls, chain) -> AlertSettings:
         return cls.objects.filter(chain=chain).first() or cls(chain=chain)
+
+
+class ChannelKind(models.TextChoices):
+    WEBHOOK = "webhook", "generic webhook (JSON)"
+    SLACK = "slack", "Slack incoming webhook"
+    DISCORD = "discord", "Discord webhook"
+    TELEGRAM = "telegram", "Telegram bot"
+    PAGERDUTY = "pagerduty", "PagerDuty Events v2"
+    EMAIL = "email", "email"
+
+
+class NotificationChannel(models.Model):
+    """Where alerts go. Secrets (URLs with tokens, routing keys) live here and are never logged."""
+
+    name = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(max_length=16, choices=ChannelKind.choices)
+    target = models.CharField(max_length=500, help_text="URL, e-mail address, or Telegram chat id.")
+    secret = models.CharField(
+        max_length=500, blank=True, help_text="Telegram bot token or PagerDuty routing key (never shown in logs)."
+    )
+    chains = models.ManyToManyField("consensus.Chain", blank=True, help_text="Only these chains (none = all).")
+    min_severity = models.SmallIntegerField(choices=Severity.choices, default=Severity.WARNING)
+    enabled = models.BooleanField(default=True)
+    last_error = models.TextField(blank=True, help_text="The last permanent failure (fix the channel, then re-enable).")
+    last_error_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.kind})"
+
+
+class Notification(models.Model):
+    """One message about one alert event (opened or resolved) to one channel: sent once."""
+
+    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="notifications")
+    channel = models.ForeignKey(NotificationChannel, on_delete=models.CASCADE, related_name="notifications")
+    event = models.CharField(max_length=16, help_text="opened or resolved")
+    status = models.CharField(max_length=16, default="pending", help_text="pending, sent or failed")
+    attempts = models.SmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["alert", "channel", "event"], name="notification_once"),
+        ]
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="notification_due")]
+
+    def __str__(self) -> str:
+        return f"{self.event} {self.alert_id} -> {self.channel_id} ({self.status})"

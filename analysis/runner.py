@@ -14,6 +14,7 @@ from validators.models import SetMembership
 from .alerts import evaluate
 from .judge import judge_height, record
 from .models import AlertSettings, HeightVerdict
+from .notify import send_due
 
 log = logging.getLogger("ctop.analyzer")
 
@@ -73,4 +74,5 @@ class MissingVoteAnalyzer:
                     if j.missed and not j.unknown:
                         log.info("%s h=%d: %d validator(s) missed votes", chain.name, height, len(j.missed))
             evaluate(chain, timezone.now())
+        send_due()
         return judged

@@ -8,7 +8,16 @@ import pytest
 from django.contrib import admin
 from django.urls import reverse
 
-from analysis.models import Alert, AlertKind, AlertSettings, HeightVerdict, RoundVerdict, ValidatorVerdict
+from analysis.models import (
+    Alert,
+    AlertKind,
+    AlertSettings,
+    HeightVerdict,
+    Notification,
+    NotificationChannel,
+    RoundVerdict,
+    ValidatorVerdict,
+)
 from consensus.models import ChainStatus, CommitSignature, DeadLetter, Gap, Round, RoundStep, Step, Vote, VoteType
 from validators.models import SetIndexState
 from validators.services import Member, apply_set
@@ -53,7 +62,9 @@ def populated(chain):
     ValidatorVerdict.objects.create(
         chain=chain, height=1, validator=v, power=10, prevotes="S", precommits="S", missed=False
     )
-    Alert.objects.create(chain=chain, kind=AlertKind.STALLED, opened_at=NOW, updated_at=NOW, summary="stalled")
+    alert = Alert.objects.create(chain=chain, kind=AlertKind.STALLED, opened_at=NOW, updated_at=NOW, summary="stalled")
+    ch = NotificationChannel.objects.create(name="hook", kind="webhook", target="http://127.0.0.1:9/x")
+    Notification.objects.create(alert=alert, channel=ch, event="opened", next_attempt_at=NOW)
     AlertSettings.objects.create(chain=chain)
     return chain
 
