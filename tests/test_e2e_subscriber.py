@@ -18,7 +18,7 @@ def votes(client):
     return [v for v in decoded(client, "localnet") if isinstance(v, p.Vote)]
 
 
-def test_all_validators_votes_land_in_redis_and_a_node_restart_is_survived(localnet, redis_client):
+def test_all_validators_votes_land_in_redis_and_a_node_restart_is_survived(localnet, redis_client, request):
     addresses = {n.address for n in localnet.nodes}
     target = ChainTarget("localnet", "injective-777", [(localnet.nodes[0].rpc_url, 0), (localnet.nodes[1].rpc_url, 1)])
     with running([target], redis_client) as runner:
@@ -46,10 +46,11 @@ def test_all_validators_votes_land_in_redis_and_a_node_restart_is_survived(local
         assert worker.connected_url == localnet.nodes[0].rpc_url
 
         # The node ctop is connected to goes away: failover to the next endpoint, then back.
+        request.addfinalizer(lambda: localnet.start_node(0))  # never leave it stopped for later tests
         localnet.stop_node(0)
         wait_until(lambda: worker.connected_url == localnet.nodes[1].rpc_url, timeout=60, message="failover")
         switched_at = worker.last_height
-        wait_until(lambda: worker.last_height >= switched_at + 3, timeout=60, message="heights after failover")
+        wait_until(lambda: worker.last_height >= switched_at + 6, timeout=60, message="heights after failover")
         localnet.start_node(0)
         wait_until(lambda: worker.connected_url == localnet.nodes[0].rpc_url, timeout=90, message="failback")
         assert worker.counters.reconnects >= 2
@@ -58,6 +59,7 @@ def test_all_validators_votes_land_in_redis_and_a_node_restart_is_survived(local
     unknown = {h for g in gaps for h in range(g["from"], g["to"] + 1)}
     # Every height from the first to the last is either observed or recorded as a gap.
     assert set(range(after[0], after[-1] + 1)) <= set(after) | unknown
-    # While val0 was down, its votes are absent and the other three keep voting.
-    down = [v for v in votes(redis_client) if switched_at < v.height <= switched_at + 3]
+    # While val0 was down, its votes are absent and the other three keep voting. (Its RPC stops before
+    # its consensus does, so it may still vote a height or two after ctop failed over.)
+    down = [v for v in votes(redis_client) if switched_at + 3 <= v.height <= switched_at + 5]
     assert {v.validator_address for v in down} == addresses - {localnet.nodes[0].address}
