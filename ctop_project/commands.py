@@ -48,3 +48,19 @@ def require_database() -> None:
             "'manage.py bootstrap' (or 'manage.py migrate') first",
             returncode=2,
         )
+
+
+def command_chains(networks: str, *, with_urls: bool = False) -> list:
+    """The chains a command works on (see consensus.networks.select_chains), or a one-line usage
+    error with exit status 2: a bad --networks list, an unknown name, or no chain at all."""
+    from django.core.management.base import CommandError
+
+    from consensus.networks import NetworksError, select_chains
+
+    try:
+        chains = select_chains(networks=networks, with_urls=with_urls)
+    except NetworksError as exc:
+        raise CommandError(str(exc), returncode=2) from None
+    if not chains:
+        raise CommandError("no chains to work on: add them with --networks name,url or in the admin", returncode=2)
+    return chains

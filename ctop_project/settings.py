@@ -4,7 +4,6 @@ Every variable is listed in `.env.example` and in the README. Defaults make a fr
 against the local PostgreSQL and Redis; production must set SECRET_KEY (and leave DEBUG off).
 """
 
-import os
 import sys
 from pathlib import Path
 
@@ -174,6 +173,3 @@ CTOP = {
     "STREAM_MAXLEN": env.int("CTOP_STREAM_MAXLEN", default=2_000_000),
     "STREAM_PREFIX": env.str("CTOP_STREAM_PREFIX", default="ctop:events:"),
 }
-
-if os.environ.get("CTOP_SETTINGS_ECHO"):
-    print(f"DATABASE={DATABASES['default']['NAME']} REDIS={REDIS_URL}", file=sys.stderr)

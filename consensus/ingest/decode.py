@@ -47,7 +47,6 @@ class Batch:
     dead: list[tuple] = field(default_factory=list)
     # chain_id -> (height, round) of the newest consensus event, for live pages
     newest: dict[int, tuple[int, int]] = field(default_factory=dict)
-    ids: list[bytes] = field(default_factory=list)  # entry ids in this batch, to acknowledge
 
     def touch(self, chain_id: int, height: int, round_: int) -> None:
         if (height, round_) > self.newest.get(chain_id, (0, 0)):
@@ -97,7 +96,6 @@ class Batch:
 def decode_into(batch: Batch, stream: str, entry_id: bytes, fields: dict, chain_id: int, chain_name: str) -> None:
     """Decode one stream entry into `batch` (dead letters for what cannot be decoded)."""
     eid = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-    batch.ids.append(entry_id)
     try:
         entry: StreamEntry = decode_entry(fields)
     except p.ProtocolError as exc:

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import threading
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
 from analysis.runner import MissingVoteAnalyzer
-from consensus.networks import NetworksError, select_chains
 from ctop_project.cli import parse_duration
-from ctop_project.commands import require_database, stop_on_signals
+from ctop_project.commands import command_chains, require_database, stop_on_signals
 
 
 class Command(BaseCommand):
@@ -37,12 +36,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **opts) -> None:
         require_database()
-        try:
-            chains = select_chains(networks=opts["networks"])
-        except NetworksError as exc:
-            raise CommandError(str(exc), returncode=2) from None
-        if not chains:
-            raise CommandError("no chains to analyze", returncode=2)
+        chains = command_chains(opts["networks"])
         analyzer = MissingVoteAnalyzer(chains)
         stop = threading.Event()
         stop_on_signals(stop)

@@ -11,10 +11,9 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from consensus.ingest import LivePublisher, StreamConsumer, default_consumer_name
-from consensus.networks import NetworksError, select_chains
 from consensus.streams import connect
 from ctop_project.cli import parse_duration
-from ctop_project.commands import require_database, stop_on_signals
+from ctop_project.commands import command_chains, require_database, stop_on_signals
 
 log = logging.getLogger("ctop.stream")
 
@@ -61,12 +60,7 @@ class Command(BaseCommand):
         if opts["batch"] <= 0:
             raise CommandError("--batch must be positive", returncode=2)
         require_database()
-        try:
-            chains = select_chains(networks=opts["networks"])
-        except NetworksError as exc:
-            raise CommandError(str(exc), returncode=2) from None
-        if not chains:
-            raise CommandError("no chains: add them with subscribe_events --networks or in the admin", returncode=2)
+        chains = command_chains(opts["networks"])
         publisher = None
         if not opts["no_live"]:
             publisher = LivePublisher()

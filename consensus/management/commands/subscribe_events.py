@@ -12,11 +12,11 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections
 
 from consensus.models import Chain
-from consensus.networks import NetworksError, parse_networks, select_chains
+from consensus.networks import NetworksError, parse_networks
 from consensus.streams import connect
 from consensus.subscriber import ChainTarget, Options, SubscribeRunner
 from ctop_project.cli import parse_duration
-from ctop_project.commands import require_database, stop_on_signals
+from ctop_project.commands import command_chains, require_database, stop_on_signals
 
 log = logging.getLogger("ctop.subscriber")
 
@@ -86,12 +86,10 @@ class Command(BaseCommand):
         try:
             if opts["networks"]:
                 parse_networks(opts["networks"])  # the syntax first: nothing starts on a bad list
-            require_database()
-            chains = select_chains(networks=opts["networks"], with_urls=True)
         except NetworksError as exc:
             raise CommandError(str(exc), returncode=2) from None
-        if not chains:
-            raise CommandError("no chains to watch: give --networks name,url or add chains in the admin", returncode=2)
+        require_database()
+        chains = command_chains(opts["networks"], with_urls=True)
         for name in ("max_events", "buffer_mb", "backfill_limit", "max_lag_blocks"):
             if opts[name] is not None and opts[name] <= 0:
                 raise CommandError(f"--{name.replace('_', '-')} must be positive", returncode=2)

@@ -11,9 +11,8 @@ import threading
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, close_old_connections
 
-from consensus.networks import NetworksError, select_chains
 from ctop_project.cli import parse_duration
-from ctop_project.commands import require_database, stop_on_signals
+from ctop_project.commands import command_chains, require_database, stop_on_signals
 from validators.indexer import ChainIndexer, IndexerError
 from validators.monikers import refresh_monikers
 
@@ -51,12 +50,7 @@ class Command(BaseCommand):
                 "--db.url is not used by ctop: set DATABASE_URL in the environment or .env", returncode=2
             )
         require_database()
-        try:
-            chains = select_chains(networks=opts["networks"], with_urls="://" in opts["networks"])
-        except NetworksError as exc:
-            raise CommandError(str(exc), returncode=2) from None
-        if not chains:
-            raise CommandError("no chains: add them with --networks name,url or in the admin", returncode=2)
+        chains = command_chains(opts["networks"], with_urls="://" in opts["networks"])
         stop = threading.Event()
         stop_on_signals(stop)
         interval = opts["poll_frequency"].total_seconds()
