@@ -40,6 +40,14 @@ def shape(doc, path="") -> set[tuple[str, str]]:
     return out
 
 
+def without_optional_nulls(*shapes: set) -> list[set]:
+    """A field that is null in one reply and typed in another is the same field: a real node's
+    early commits often have an absent signer (signature null), which the simulator only produces
+    when a scenario takes a validator offline (tested in test_simulator)."""
+    typed = {path for s in shapes for path, kind in s if kind != "null"}
+    return [{(path, kind) for path, kind in s if not (kind == "null" and path in typed)} for s in shapes]
+
+
 def record(url: str, seconds: float) -> dict[str, list[str]]:
     ws = WSClient(url)
     ws.subscribe(*EVENTS)
@@ -104,7 +112,7 @@ def test_http_replies_have_the_same_shapes(localnet):
             real = requests.get(real_url + path, timeout=5)
             fake = requests.get(fake_url + path, timeout=5)
             assert real.status_code == fake.status_code == 200
-            real_shape, fake_shape = shape(real.json()), shape(fake.json())
+            real_shape, fake_shape = without_optional_nulls(shape(real.json()), shape(fake.json()))
             assert fake_shape == real_shape, path
             assert type(decoder(real.text)) is type(decoder(fake.text))
         bad_real = requests.get(real_url + "/validators?page=9&per_page=2", timeout=5)

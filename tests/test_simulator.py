@@ -130,6 +130,10 @@ def test_offline_validator_and_nil_voter_show_in_votes_and_commits(sim):
         # the absent slot sits at the offline validator's index
         order = [v.address for v in chain.validator_set(h)]
         assert block.last_commit.signatures[order.index(offline)].flag == p.FLAG_ABSENT
+        # on the wire, like a real node: an absent slot has empty address and timestamp, null signature
+        raw = get(node.url, "/block", height=h + 1).json()["result"]["block"]["last_commit"]["signatures"]
+        absent = raw[order.index(offline)]
+        assert absent["signature"] is None and absent["validator_address"] == ""
     # the offline validator's proposals time out: round 0 nil, round 1 commits
     multi = {v.height for v in votes if v.round == 1}
     assert multi
