@@ -3,7 +3,9 @@ that height's active set voted (for a block or nil) and which are missing.
 
 Nil votes are votes. Heights inside a recorded gap are unknown, never misses. The precommits of the
 commit round are cross-checked against the block's commit signatures: a vote ctop did not see but
-the chain recorded is not a miss.
+the chain recorded is not a miss. A prevote the node never relayed while the same validator's
+precommit of that round was seen is late, not missed (CometBFT drops prevotes that arrive after the
+height is committed; the validator was evidently online and voting).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from django.utils import timezone
 from consensus.models import BlockIdFlag, Chain, CommitSignature, Gap, Round, Vote, VoteType
 from validators.selectors import active_set
 
-from .models import MISSED, NIL, SIGNED, UNKNOWN, HeightVerdict, RoundVerdict, ValidatorVerdict
+from .models import LATE, MISSED, NIL, SIGNED, UNKNOWN, HeightVerdict, RoundVerdict, ValidatorVerdict
 
 
 @dataclass
@@ -34,6 +36,10 @@ class Judgement:
     @property
     def missed(self) -> list[int]:
         return [vid for vid, (_, pv, pc) in self.validators.items() if MISSED in pv or MISSED in pc]
+
+    @property
+    def missing_precommits(self) -> bool:
+        return any(MISSED in pc for _, _, pc in self.validators.values())
 
 
 def in_gap(chain: Chain, height: int) -> bool:
@@ -70,13 +76,19 @@ def judge_height(chain: Chain, height: int) -> Judgement | None:
     for m in members:
         pv, pc = [], []
         for r in range(rounds):
-            for vote_type, out, col in ((VoteType.PREVOTE, pv, 1), (VoteType.PRECOMMIT, pc, 3)):
-                seen = votes.get((r, vote_type, m.validator_id))
-                if seen is None and vote_type == VoteType.PRECOMMIT and r == commit_round:
-                    sig = sigs.get(m.position)
-                    if sig is not None and sig.flag != BlockIdFlag.ABSENT:
-                        seen = sig.flag == BlockIdFlag.COMMIT  # the chain recorded it
-                if seen is None:
+            precommit = votes.get((r, VoteType.PRECOMMIT, m.validator_id))
+            if precommit is None and r == commit_round:
+                sig = sigs.get(m.position)
+                if sig is not None and sig.flag != BlockIdFlag.ABSENT:
+                    precommit = sig.flag == BlockIdFlag.COMMIT  # the chain recorded it
+            prevote = votes.get((r, VoteType.PREVOTE, m.validator_id))
+            for seen, out, col in ((prevote, pv, 1), (precommit, pc, 3)):
+                if seen is None and out is pv and precommit is not None:
+                    # Late, not missing; its power counts like its precommit (a validator precommits
+                    # a block only after +2/3 prevoted it, its own prevote almost always among them).
+                    out.append(LATE)
+                    powers[r][col if precommit else col + 1] += m.voting_power
+                elif seen is None:
                     out.append(UNKNOWN if unknown else MISSED)
                 else:
                     out.append(SIGNED if seen else NIL)

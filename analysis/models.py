@@ -2,8 +2,10 @@
 
 Verdicts are kept per height and per validator, so pages and history queries never recompute from
 raw votes. A validator's votes at one height are a short string per vote type, one character per
-round: S signed (for a block), N nil, M missed, U unknown (ctop was not listening). "SM" = signed in
-round 0, missed in round 1.
+round: S signed (for a block), N nil, M missed, U unknown (ctop was not listening), L late (a prevote
+the node never relayed although the validator precommitted in that round: CometBFT drops a prevote
+that reaches it after the height is committed, so the validator was there). "SM" = signed in round 0,
+missed in round 1.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q
 
-SIGNED, NIL, MISSED, UNKNOWN = "S", "N", "M", "U"
+SIGNED, NIL, MISSED, UNKNOWN, LATE = "S", "N", "M", "U", "L"
 
 
 class HeightVerdict(models.Model):

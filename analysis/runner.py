@@ -12,6 +12,7 @@ from validators.indexer import ensure_set_at
 from validators.models import SetMembership
 
 from .alerts import evaluate
+from .commits import CommitLookup, fetch_commit
 from .judge import judge_height, record
 from .models import AlertSettings, HeightVerdict
 from .notify import send_due
@@ -21,12 +22,23 @@ log = logging.getLogger("ctop.analyzer")
 
 class MissingVoteAnalyzer:
     def __init__(
-        self, chains: list[Chain], *, max_heights: int = 500, backlog: int = 100, fetch_sets: bool = True
+        self,
+        chains: list[Chain],
+        *,
+        max_heights: int = 500,
+        backlog: int = 100,
+        fetch_sets: bool = True,
+        fetch_commits: bool = True,
+        commit_wait: float = 30.0,
     ) -> None:
         self.chains = chains
         self.max_heights = max_heights  # per chain per tick, so one chain's backlog never starves the rest
         self.backlog = backlog  # on a first run, judge at most this many recent heights
         self.fetch_sets = fetch_sets  # ask the indexer for sets of heights it has not covered
+        self.fetch_commits = fetch_commits  # cross-check missing precommits against /commit
+        # How long to wait for height+1 to be committed (its commit carries late precommits) before
+        # judging with the events alone: a halted chain must still be judged.
+        self.commit_wait = commit_wait
 
     def ready_heights(self, chain: Chain) -> list[int]:
         """Completed heights not judged yet (the next height has started and late votes had their
@@ -58,6 +70,15 @@ class MissingVoteAnalyzer:
         )
         return list(heights[: self.max_heights])
 
+    def _overdue(self, chain: Chain, height: int) -> bool:
+        started = (
+            Round.objects.filter(chain=chain, height=height + 1)
+            .order_by("round")
+            .values_list("started_at", flat=True)
+            .first()
+        )
+        return started is None or started <= timezone.now() - timedelta(seconds=self.commit_wait)
+
     def run_once(self) -> int:
         judged = 0
         for chain in self.chains:
@@ -69,6 +90,12 @@ class MissingVoteAnalyzer:
                 if j is None:
                     log.warning("%s h=%d: no validator set recorded; run index_validators", chain.name, height)
                     break
+                if self.fetch_commits and j.missing_precommits and j.commit_round is None and not j.unknown:
+                    lookup = fetch_commit(chain, height)
+                    if lookup is CommitLookup.STORED:
+                        j = judge_height(chain, height) or j
+                    elif lookup is CommitLookup.NOT_YET and not self._overdue(chain, height):
+                        break  # the next tick will find the canonical commit
                 if record(chain, j):
                     judged += 1
                     if j.missed and not j.unknown:

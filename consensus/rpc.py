@@ -52,6 +52,10 @@ class RPCClient:
     def block(self, height: int | None = None) -> p.Block:
         return self._call(p.decode_block, "/block", **({"height": height} if height else {}))
 
+    def commit(self, height: int) -> p.Commit:
+        """The commit of `height`: canonical once height+1 is committed, else the node's seen commit."""
+        return self._call(p.decode_commit, "/commit", height=height)
+
     def block_text(self, height: int) -> str:
         """The raw /block reply (the backfill stores it as received)."""
         return self.get_text("/block", height=height)

@@ -19,7 +19,7 @@ from django.utils import timezone
 from consensus import protocol as p
 from consensus.models import Chain
 from consensus.rpc import EndpointError, RPCClient
-from consensus.subscriber.endpoints import EndpointState, choose, judge
+from consensus.subscriber.endpoints import NoUsableEndpoint, best_client
 
 from .models import SetIndexState, SetMembership
 from .selectors import active_set
@@ -101,26 +101,10 @@ class ChainIndexer:
         self.max_probes = max_probes
 
     def _client(self) -> tuple[RPCClient, p.Status]:
-        """The endpoint subscribe_events would choose: the preferred one on the right chain-id that
-        neither lags in height nor has a stale latest block relative to the others."""
-        states, clients, errors = [], {}, []
-        for endpoint in self.chain.endpoints.filter(enabled=True).order_by("priority", "id"):
-            client = clients[endpoint.url] = self.client_factory(endpoint.url)
-            try:
-                states.append(EndpointState(endpoint.url, endpoint.priority, client.status()))
-            except (EndpointError, p.ProtocolError) as exc:
-                states.append(EndpointState(endpoint.url, endpoint.priority, None, str(exc)))
-        if not self.chain.chain_id:
-            reported = next((s.status.chain_id for s in states if s.status), "")
-            if reported:
-                self.chain.check_chain_id(reported)
-        verdicts = judge(states, self.chain.chain_id, max_lag_blocks=5, stale_after=60.0)
-        chosen = choose(verdicts)
-        if chosen is None:
-            errors = [f"{v.url}: {v.reason}" for v in verdicts]
-            raise IndexerError("no usable endpoint: " + ("; ".join(errors) or "none configured"))
-        status = next(s.status for s in states if s.url == chosen.url)
-        return clients[chosen.url], status
+        try:
+            return best_client(self.chain, self.client_factory)
+        except NoUsableEndpoint as exc:
+            raise IndexerError(str(exc)) from None
 
     def run_once(self) -> PassResult:
         try:

@@ -9,13 +9,22 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from consensus import protocol as p
 from consensus.rpc import EndpointError, RPCClient
 
+if TYPE_CHECKING:
+    from consensus.models import Chain
+
 log = logging.getLogger("ctop.subscriber")
+
+
+class NoUsableEndpoint(Exception):
+    """Every endpoint of a chain failed, is on another chain, or lags (the message lists why)."""
 
 
 @dataclass
@@ -67,6 +76,41 @@ def judge(states: list[EndpointState], chain_id: str, *, max_lag_blocks: int, st
 def choose(verdicts: list[Verdict]) -> Verdict | None:
     """The preferred healthy endpoint (verdicts are in priority order)."""
     return next((v for v in verdicts if v.healthy), None)
+
+
+def best_client(
+    chain: Chain,
+    client_factory: Callable[[str], RPCClient] | None = None,
+    *,
+    max_lag_blocks: int = 5,
+    stale_after: float = 60.0,
+) -> tuple[RPCClient, p.Status]:
+    """A client for the endpoint subscribe_events would choose right now (one /status per endpoint):
+    the preferred one on the right chain-id that neither lags nor has a stale latest block. For the
+    commands that ask a node now and then (the indexer, the analyzer's commit look-ups)."""
+    factory = client_factory or (lambda url: RPCClient(url, timeout=10))
+    states, clients = [], {}
+    for endpoint in chain.endpoints.filter(enabled=True).order_by("priority", "id"):
+        client = clients[endpoint.url] = factory(endpoint.url)
+        try:
+            states.append(EndpointState(endpoint.url, endpoint.priority, client.status()))
+        except (EndpointError, p.ProtocolError) as exc:
+            states.append(EndpointState(endpoint.url, endpoint.priority, None, str(exc)))
+    if not chain.chain_id:
+        reported = next((s.status.chain_id for s in states if s.status), "")
+        if reported:
+            chain.check_chain_id(reported)
+    verdicts = judge(states, chain.chain_id, max_lag_blocks=max_lag_blocks, stale_after=stale_after)
+    chosen = choose(verdicts)
+    for url, client in clients.items():
+        if chosen is None or url != chosen.url:
+            client.close()
+    if chosen is None:
+        errors = [f"{v.url}: {v.reason}" for v in verdicts]
+        raise NoUsableEndpoint("no usable endpoint: " + ("; ".join(errors) or "none configured"))
+    status = next(s.status for s in states if s.url == chosen.url)
+    assert status is not None  # a healthy verdict has a status
+    return clients[chosen.url], status
 
 
 class HealthChecker(threading.Thread):

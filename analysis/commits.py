@@ -1,0 +1,50 @@
+"""Commit signatures for the analyzer's cross-check.
+
+A precommit the observed node never relayed (it reached the node after it moved on) is still in the
+next block's commit when the chain counted it. Before calling a validator's precommit missing, the
+analyzer asks a node for `/commit?height=H` and stores its signatures. Only the canonical commit (the
+one height H+1 carries) is stored: before H+1 is committed the node returns its own "seen" commit,
+which holds nothing more than the events it already relayed.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable
+
+from consensus import protocol as p
+from consensus.ingest.decode import Batch
+from consensus.ingest.store import ValidatorCache, persist
+from consensus.models import Chain
+from consensus.rpc import EndpointError, RPCClient
+from consensus.subscriber.endpoints import NoUsableEndpoint, best_client
+
+log = logging.getLogger("ctop.analyzer")
+
+
+class CommitLookup(enum.Enum):
+    STORED = "stored"  # the canonical commit's signatures are in the database now
+    NOT_YET = "not yet"  # height+1 is not committed yet: ask again on a later tick
+    UNAVAILABLE = "unavailable"  # no endpoint answered, or the node pruned the height
+
+
+def fetch_commit(chain: Chain, height: int, client_factory: Callable[[str], RPCClient] | None = None) -> CommitLookup:
+    try:
+        client, _ = best_client(chain, client_factory)
+    except NoUsableEndpoint as exc:
+        log.warning("%s h=%d: cannot cross-check precommits: %s", chain.name, height, exc)
+        return CommitLookup.UNAVAILABLE
+    try:
+        commit = client.commit(height)
+    except (EndpointError, p.ProtocolError) as exc:  # RPCError too: e.g. a pruned height
+        log.warning("%s h=%d: cannot cross-check precommits: %s", chain.name, height, exc)
+        return CommitLookup.UNAVAILABLE
+    finally:
+        client.close()
+    if not commit.canonical:
+        return CommitLookup.NOT_YET
+    batch = Batch()
+    batch.add_commit(chain.pk, commit)
+    persist(batch, ValidatorCache())
+    return CommitLookup.STORED
