@@ -60,6 +60,7 @@ class AlertSettingsAdmin(admin.ModelAdmin):
         "window",
         "resolve_after",
         "stall_after_seconds",
+        "halt_after_seconds",
         "grace_seconds",
     ]
 

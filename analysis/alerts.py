@@ -9,7 +9,8 @@ from datetime import datetime
 
 from django.db import IntegrityError, transaction
 
-from consensus.models import Chain, ChainStatus, Round
+from consensus.models import Chain, ChainStatus, Round, Vote, VoteType
+from validators.selectors import active_set
 
 from .models import Alert, AlertKind, AlertSettings, HeightVerdict, RoundVerdict, Severity, ValidatorVerdict
 from .notify import enqueue
@@ -127,9 +128,46 @@ def evaluate_missed_votes(chain: Chain, settings: AlertSettings, now: datetime) 
             )
 
 
+def live_halt_risk(chain: Chain, settings: AlertSettings, now: datetime) -> tuple[int, int, str] | None:
+    """The height in progress: its latest round has lacked +2/3 of the power prevoting for longer
+    than `halt_after_seconds` (a chain that is halting right now, long before any height can be
+    judged). Returns (height, round, summary) or None."""
+    latest = (
+        Round.objects.filter(chain=chain)
+        .order_by("-height", "-round")
+        .values_list("height", "round", "started_at")
+        .first()
+    )
+    if latest is None:
+        return None
+    height, round_, started = latest
+    waited = (now - started).total_seconds()
+    if waited <= settings.halt_after_seconds:
+        return None
+    # The set of the height in progress may not be indexed yet; the previous height's is a close estimate.
+    members = {m.validator_id: m.voting_power for m in active_set(chain.pk, height)} or {
+        m.validator_id: m.voting_power for m in active_set(chain.pk, height - 1)
+    }
+    total = sum(members.values())
+    if not total:
+        return None
+    voters = Vote.objects.filter(chain=chain, height=height, round=round_, type=VoteType.PREVOTE).values_list(
+        "validator_id", flat=True
+    )
+    prevoted = sum(members.get(v, 0) for v in set(voters))
+    if prevoted * 3 > total * 2:
+        return None
+    return (
+        height,
+        round_,
+        f"halt risk at height {height} round {round_}: only {100 * prevoted // total}% of the power prevoted"
+        f" in {int(waited)}s",
+    )
+
+
 def evaluate_halt_risk(chain: Chain, settings: AlertSettings, now: datetime) -> None:
-    """More than 1/3 of the power missing in a round of the latest judged heights, or rounds climbing
-    at one height (3 or more)."""
+    """More than 1/3 of the power missing in a round of the latest judged heights, rounds climbing at
+    one height (3 or more), or the height in progress stuck without +2/3 prevoting."""
     unknown = set(
         HeightVerdict.objects.filter(chain=chain, unknown=True)
         .order_by("-height")
@@ -141,18 +179,30 @@ def evaluate_halt_risk(chain: Chain, settings: AlertSettings, now: datetime) -> 
         for rv in RoundVerdict.objects.filter(chain=chain).order_by("-height", "-round")[:30]
         if rv.height not in unknown
     ]
-    if not recent:
-        return
-    latest = recent[0].height
     risky = []
-    for rv in recent:
-        if rv.height > latest - settings.resolve_after and (
-            rv.missing_prevote_power * 3 > rv.total_power
-            or rv.missing_precommit_power * 3 > rv.total_power
-            or rv.round >= 2
-        ):
-            risky.append(rv)
-    if risky and risky[0].height > latest - 3:
+    if recent:
+        latest = recent[0].height
+        for rv in recent:
+            if rv.height > latest - settings.resolve_after and (
+                rv.missing_prevote_power * 3 > rv.total_power
+                or rv.missing_precommit_power * 3 > rv.total_power
+                or rv.round >= 2
+            ):
+                risky.append(rv)
+    live = live_halt_risk(chain, settings, now)
+    if live is not None:
+        height, round_, summary = live
+        raise_or_update(
+            chain,
+            AlertKind.HALT_RISK,
+            None,
+            now=now,
+            severity=Severity.CRITICAL,
+            height=height,
+            summary=summary,
+            details={"height": height, "round": round_, "live": True},
+        )
+    elif risky and risky[0].height > latest - 3:
         worst = risky[0]
         raise_or_update(
             chain,
@@ -164,9 +214,9 @@ def evaluate_halt_risk(chain: Chain, settings: AlertSettings, now: datetime) -> 
             summary=f"halt risk at height {worst.height} round {worst.round}: "
             f"{100 * worst.missing_precommit_power // max(worst.total_power, 1)}% of the power did not "
             f"precommit",
-            details={"height": worst.height, "round": worst.round},
+            details={"height": worst.height, "round": worst.round, "live": False},
         )
-    elif not risky:
+    elif recent and not risky:
         resolve(chain, AlertKind.HALT_RISK, None, now=now, note=f"{settings.resolve_after} healthy heights")
 
 

@@ -157,6 +157,9 @@ class AlertSettings(models.Model):
         default=5, help_text="Resolve after this many signed heights in a row."
     )
     stall_after_seconds = models.PositiveIntegerField(default=60, help_text="Stalled: no new height for this long.")
+    halt_after_seconds = models.PositiveIntegerField(
+        default=20, help_text="Halt risk: the height in progress has lacked +2/3 of the power prevoting for this long."
+    )
     grace_seconds = models.PositiveSmallIntegerField(
         default=3, help_text="Wait for late votes before judging a height."
     )

@@ -192,3 +192,35 @@ def test_unobserved_heights_are_skipped_and_gaps_raise_no_halt_risk(net):
     assert set(HeightVerdict.objects.values_list("height", flat=True)) == {71, 72, 73, 5_000_001, 5_000_002}
     assert HeightVerdict.objects.get(height=72).unknown
     assert not Alert.objects.filter(kind=AlertKind.HALT_RISK).exists()
+
+
+@pytest.mark.django_db
+def test_a_height_stuck_without_two_thirds_prevoting_is_a_live_halt_risk(net):
+    play(net, 80, all_sign())
+    play(net, 81, all_sign())
+    # 82 is in progress: only A and B prevoted (half the power) and nothing has moved for a while.
+    play(net, 82, {0: {A: ("S", ""), B: ("S", "")}}, started=timezone.now() - timedelta(seconds=5))
+    analyze(net)
+    assert not Alert.objects.filter(kind=AlertKind.HALT_RISK).exists()  # 5 s is within halt_after_seconds
+    Round.objects.filter(chain=net, height=82).update(started_at=timezone.now() - timedelta(seconds=25))
+    analyze(net)
+    alert = Alert.objects.get(kind=AlertKind.HALT_RISK, is_open=True)
+    assert alert.details == {"height": 82, "round": 0, "live": True}
+    assert "only 50% of the power prevoted" in alert.summary
+    # C and D come back: 82 commits, later heights are healthy, the alert resolves.
+    for address in (C, D):
+        Vote.objects.create(
+            chain=net,
+            height=82,
+            round=0,
+            type=VoteType.PREVOTE,
+            validator_id=vid(net, address),
+            validator_index=0,
+            block_hash=BLOCK,
+            timestamp=OLD,
+            received_at=OLD,
+        )
+    for h in range(83, 90):
+        play(net, h, all_sign(), started=timezone.now())
+    analyze(net)
+    assert not Alert.objects.filter(kind=AlertKind.HALT_RISK, is_open=True).exists()

@@ -1,0 +1,95 @@
+"""The whole analysis on a real 4-validator CometBFT localnet: websocket -> Redis -> PostgreSQL ->
+verdicts -> alerts, while validators are stopped and started for real."""
+
+from __future__ import annotations
+
+import pytest
+
+from analysis.models import Alert, AlertKind, AlertSettings, HeightVerdict, ValidatorVerdict
+from analysis.runner import MissingVoteAnalyzer
+from consensus.ingest import StreamConsumer
+from consensus.models import Chain, Endpoint
+from consensus.subscriber import ChainTarget
+from validators.indexer import ChainIndexer
+
+from .subscriberhelpers import running, wait_until
+
+pytestmark = pytest.mark.localnet
+
+
+def open_alerts(chain, *kinds):
+    return list(Alert.objects.filter(chain=chain, is_open=True, kind__in=kinds).select_related("validator"))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stopped_validator_is_alerted_then_resolved_and_a_halt_is_alerted(localnet, redis_client, request):
+    chain = Chain.objects.create(name="localnet", chain_id="injective-777")
+    for i in (0, 1):
+        Endpoint.objects.create(chain=chain, url=localnet.nodes[i].rpc_url, priority=i)
+    AlertSettings.objects.create(
+        chain=chain, grace_seconds=1, resolve_after=3, halt_after_seconds=8, stall_after_seconds=20
+    )
+    ChainIndexer(chain).run_once()
+    consumer = StreamConsumer([chain], client=redis_client, consumer="e2e", block_ms=50)
+    consumer.ensure_groups()
+    analyzer = MissingVoteAnalyzer([chain], commit_wait=15)
+
+    def tick() -> None:
+        while consumer.run_once():
+            pass
+        analyzer.run_once()
+
+    def judged() -> int:
+        return HeightVerdict.objects.filter(chain=chain).count()
+
+    def after(predicate):
+        return lambda: tick() or predicate()
+
+    target = ChainTarget("localnet", "injective-777", [(localnet.nodes[0].rpc_url, 0), (localnet.nodes[1].rpc_url, 1)])
+    with running([target], redis_client):
+        # 1. All four validators up: heights are judged and nobody is blamed.
+        wait_until(after(lambda: judged() >= 6), timeout=90, interval=0.3, message="6 judged heights")
+        assert not open_alerts(chain, AlertKind.MISSED_VOTES, AlertKind.HALT_RISK, AlertKind.STALLED)
+        assert not ValidatorVerdict.objects.filter(chain=chain, missed=True).exists()
+
+        # 2. Validator 3 stops: a missed-votes alert for exactly it, carrying heights after the stop.
+        request.addfinalizer(lambda: [localnet.start_node(i) for i in (2, 3)])  # later tests need them
+        quiet = localnet.nodes[3].address
+        stopped_after = localnet.height(0)
+        localnet.stop_node(3)
+        alerts = wait_until(
+            after(lambda: open_alerts(chain, AlertKind.MISSED_VOTES)), timeout=60, interval=0.3, message="an alert"
+        )
+        assert [a.validator.address for a in alerts] == [quiet]
+        heights = alerts[0].details["heights"]
+        assert heights and min(heights) >= stopped_after
+        for v in ValidatorVerdict.objects.filter(chain=chain, height__in=heights, validator=alerts[0].validator):
+            assert v.prevotes.startswith("M") and v.precommits.startswith("M"), (v.height, v.prevotes, v.precommits)
+        assert alerts[0].details["scope"] == "solo"
+        blamed = set(ValidatorVerdict.objects.filter(chain=chain, missed=True).values_list("validator__address"))
+        assert blamed == {(quiet,)}
+
+        # 3. It comes back: the alert resolves once it has signed `resolve_after` heights in a row.
+        localnet.start_node(3)
+        wait_until(
+            after(lambda: not open_alerts(chain, AlertKind.MISSED_VOTES)), timeout=120, interval=0.3, message="resolve"
+        )
+        resolved = Alert.objects.get(pk=alerts[0].pk)
+        assert resolved.resolved_at is not None and "signed the last 3 heights" in resolved.details["resolution"]
+
+        # 4. Two of four stop: half the power is gone, the chain halts; ctop says so.
+        localnet.stop_node(2)
+        localnet.stop_node(3)
+        halt = wait_until(
+            after(lambda: open_alerts(chain, AlertKind.HALT_RISK)), timeout=60, interval=0.3, message="halt risk"
+        )
+        assert halt[0].details["live"] is True
+        stalled = wait_until(
+            after(lambda: open_alerts(chain, AlertKind.STALLED)), timeout=60, interval=0.5, message="stalled"
+        )
+        assert stalled[0].last_height == halt[0].last_height
+        localnet.start_node(2)
+        localnet.start_node(3)
+        wait_until(
+            after(lambda: not open_alerts(chain, AlertKind.STALLED)), timeout=120, interval=0.5, message="recovery"
+        )
