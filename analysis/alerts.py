@@ -15,6 +15,11 @@ from validators.selectors import active_set
 from .models import Alert, AlertKind, AlertSettings, HeightVerdict, RoundVerdict, Severity, ValidatorVerdict
 from .notify import enqueue
 
+# (kind, validator id or None) -> the open alert
+OpenAlerts = dict[tuple[str, int | None], Alert]
+# (height, round, started_at) of the newest rounds of the latest height, newest round first
+LatestRounds = list[tuple[int, int, datetime]]
+
 
 def raise_or_update(
     chain: Chain,
@@ -26,9 +31,13 @@ def raise_or_update(
     summary: str,
     height: int | None = None,
     details: dict | None = None,
+    known: OpenAlerts | None = None,
 ) -> Alert:
-    for _ in range(2):
-        alert = Alert.objects.filter(chain=chain, kind=kind, validator_id=validator_id, is_open=True).first()
+    for attempt in range(2):
+        if known is not None and attempt == 0:
+            alert = known.get((kind, validator_id))  # the open alerts, loaded once per evaluation
+        else:
+            alert = Alert.objects.filter(chain=chain, kind=kind, validator_id=validator_id, is_open=True).first()
         if alert is not None:
             alert.count += 1
             alert.updated_at = now
@@ -53,14 +62,27 @@ def raise_or_update(
                     details=details or {},
                 )
                 enqueue(alert, "opened")
+                if known is not None:
+                    known[(kind, validator_id)] = alert
                 return alert
         except IntegrityError:
             continue  # another analyzer opened it a moment ago: update that one
     raise RuntimeError("could not open or update the alert")  # pragma: no cover
 
 
-def resolve(chain: Chain, kind: str, validator_id: int | None, *, now: datetime, note: str = "") -> Alert | None:
-    alert = Alert.objects.filter(chain=chain, kind=kind, validator_id=validator_id, is_open=True).first()
+def resolve(
+    chain: Chain,
+    kind: str,
+    validator_id: int | None,
+    *,
+    now: datetime,
+    note: str = "",
+    known: OpenAlerts | None = None,
+) -> Alert | None:
+    if known is not None:
+        alert = known.pop((kind, validator_id), None)
+    else:
+        alert = Alert.objects.filter(chain=chain, kind=kind, validator_id=validator_id, is_open=True).first()
     if alert is None:
         return None
     alert.is_open = False
@@ -72,7 +94,7 @@ def resolve(chain: Chain, kind: str, validator_id: int | None, *, now: datetime,
     return alert
 
 
-def evaluate_missed_votes(chain: Chain, settings: AlertSettings, now: datetime) -> None:
+def evaluate_missed_votes(chain: Chain, settings: AlertSettings, now: datetime, known: OpenAlerts) -> None:
     """A validator missed votes in `consecutive_misses` heights in a row, or in `window_misses` of the
     last `window` judged heights. Resolves after `resolve_after` fully signed heights in a row."""
     latest = HeightVerdict.objects.filter(chain=chain).order_by("-height").values_list("height", flat=True).first()
@@ -89,11 +111,7 @@ def evaluate_missed_votes(chain: Chain, settings: AlertSettings, now: datetime) 
         HeightVerdict.objects.filter(chain=chain, height__gt=latest - depth).values_list("height", "missed_validators")
     )
     sizes = Counter(height for history in by_validator.values() for height, *_ in history)
-    open_ids = set(
-        Alert.objects.filter(chain=chain, kind=AlertKind.MISSED_VOTES, is_open=True).values_list(
-            "validator_id", flat=True
-        )
-    )
+    open_ids = {vid for kind, vid in known if kind == AlertKind.MISSED_VOTES}
     for vid, history in by_validator.items():
         history.sort(reverse=True)  # newest first
         consecutive = next((i for i, (_, missed, _, _) in enumerate(history) if not missed), len(history))
@@ -117,6 +135,7 @@ def evaluate_missed_votes(chain: Chain, settings: AlertSettings, now: datetime) 
                     "scope": scope,
                     "latest": {"height": history[0][0], "prevotes": history[0][2], "precommits": history[0][3]},
                 },
+                known=known,
             )
         elif (
             vid in open_ids
@@ -124,23 +143,24 @@ def evaluate_missed_votes(chain: Chain, settings: AlertSettings, now: datetime) 
             and len(history) >= settings.resolve_after
         ):
             resolve(
-                chain, AlertKind.MISSED_VOTES, vid, now=now, note=f"signed the last {settings.resolve_after} heights"
+                chain,
+                AlertKind.MISSED_VOTES,
+                vid,
+                now=now,
+                note=f"signed the last {settings.resolve_after} heights",
+                known=known,
             )
 
 
-def live_halt_risk(chain: Chain, settings: AlertSettings, now: datetime) -> tuple[int, int, str] | None:
+def live_halt_risk(
+    chain: Chain, settings: AlertSettings, now: datetime, latest: LatestRounds
+) -> tuple[int, int, str] | None:
     """The height in progress: its latest round has lacked +2/3 of the power prevoting for longer
     than `halt_after_seconds` (a chain that is halting right now, long before any height can be
     judged). Returns (height, round, summary) or None."""
-    latest = (
-        Round.objects.filter(chain=chain)
-        .order_by("-height", "-round")
-        .values_list("height", "round", "started_at")
-        .first()
-    )
-    if latest is None:
+    if not latest:
         return None
-    height, round_, started = latest
+    height, round_, started = latest[0]
     waited = (now - started).total_seconds()
     if waited <= settings.halt_after_seconds:
         return None
@@ -165,7 +185,9 @@ def live_halt_risk(chain: Chain, settings: AlertSettings, now: datetime) -> tupl
     )
 
 
-def evaluate_halt_risk(chain: Chain, settings: AlertSettings, now: datetime) -> None:
+def evaluate_halt_risk(
+    chain: Chain, settings: AlertSettings, now: datetime, known: OpenAlerts, latest_rounds: LatestRounds
+) -> None:
     """More than 1/3 of the power missing in a round of the latest judged heights, rounds climbing at
     one height (3 or more), or the height in progress stuck without +2/3 prevoting."""
     unknown = set(
@@ -189,7 +211,7 @@ def evaluate_halt_risk(chain: Chain, settings: AlertSettings, now: datetime) -> 
                 or rv.round >= 2
             ):
                 risky.append(rv)
-    live = live_halt_risk(chain, settings, now)
+    live = live_halt_risk(chain, settings, now, latest_rounds)
     if live is not None:
         height, round_, summary = live
         raise_or_update(
@@ -201,6 +223,7 @@ def evaluate_halt_risk(chain: Chain, settings: AlertSettings, now: datetime) -> 
             height=height,
             summary=summary,
             details={"height": height, "round": round_, "live": True},
+            known=known,
         )
     elif risky and risky[0].height > latest - 3:
         worst = risky[0]
@@ -215,16 +238,21 @@ def evaluate_halt_risk(chain: Chain, settings: AlertSettings, now: datetime) -> 
             f"{100 * worst.missing_precommit_power // max(worst.total_power, 1)}% of the power did not "
             f"precommit",
             details={"height": worst.height, "round": worst.round, "live": False},
+            known=known,
         )
     elif recent and not risky:
-        resolve(chain, AlertKind.HALT_RISK, None, now=now, note=f"{settings.resolve_after} healthy heights")
+        resolve(
+            chain, AlertKind.HALT_RISK, None, now=now, note=f"{settings.resolve_after} healthy heights", known=known
+        )
 
 
-def evaluate_stalled(chain: Chain, settings: AlertSettings, now: datetime) -> None:
-    latest = Round.objects.filter(chain=chain).order_by("-height", "round").values_list("height", "started_at").first()
-    if latest is None:
+def evaluate_stalled(
+    chain: Chain, settings: AlertSettings, now: datetime, known: OpenAlerts, latest_rounds: LatestRounds
+) -> None:
+    if not latest_rounds:
         return
-    height, started = latest
+    height = latest_rounds[0][0]
+    started = latest_rounds[-1][2]  # the height began with its first round
     age = (now - started).total_seconds()
     if age > settings.stall_after_seconds:
         raise_or_update(
@@ -236,12 +264,13 @@ def evaluate_stalled(chain: Chain, settings: AlertSettings, now: datetime) -> No
             height=height,
             summary=f"no new height for {int(age)}s (stuck at {height})",
             details={"height": height},
+            known=known,
         )
     else:
-        resolve(chain, AlertKind.STALLED, None, now=now, note=f"height {height} started")
+        resolve(chain, AlertKind.STALLED, None, now=now, note=f"height {height} started", known=known)
 
 
-def evaluate_monitoring(chain: Chain, now: datetime) -> None:
+def evaluate_monitoring(chain: Chain, now: datetime, known: OpenAlerts) -> None:
     status = ChainStatus.objects.filter(chain=chain).first()
     if status is None:
         return
@@ -254,14 +283,28 @@ def evaluate_monitoring(chain: Chain, now: datetime) -> None:
             severity=Severity.CRITICAL,
             summary=f"ctop is blind on {chain.name}: {status.state} {status.reason}"[:255],
             details={"state": status.state, "reason": status.reason[:500]},
+            known=known,
         )
     else:
-        resolve(chain, AlertKind.MONITORING_GAP, None, now=now, note=f"connected to {status.endpoint}")
+        resolve(chain, AlertKind.MONITORING_GAP, None, now=now, note=f"connected to {status.endpoint}", known=known)
 
 
-def evaluate(chain: Chain, now: datetime) -> None:
-    settings = AlertSettings.for_chain(chain)
-    evaluate_missed_votes(chain, settings, now)
-    evaluate_halt_risk(chain, settings, now)
-    evaluate_stalled(chain, settings, now)
-    evaluate_monitoring(chain, now)
+def latest_rounds(chain: Chain) -> LatestRounds:
+    """The rounds of the latest height ctop saw, newest first (one index walk)."""
+    rows = list(
+        Round.objects.filter(chain=chain)
+        .order_by("-height", "-round")
+        .values_list("height", "round", "started_at")[:64]
+    )
+    return [r for r in rows if r[0] == rows[0][0]] if rows else []
+
+
+def evaluate(chain: Chain, now: datetime, settings: AlertSettings | None = None) -> None:
+    """Every rule of one chain. The open alerts and the latest rounds are read once and shared."""
+    settings = settings or AlertSettings.for_chain(chain)
+    known: OpenAlerts = {(a.kind, a.validator_id): a for a in Alert.objects.filter(chain=chain, is_open=True)}
+    rounds = latest_rounds(chain)
+    evaluate_missed_votes(chain, settings, now, known)
+    evaluate_halt_risk(chain, settings, now, known, rounds)
+    evaluate_stalled(chain, settings, now, known, rounds)
+    evaluate_monitoring(chain, now, known)

@@ -9,11 +9,11 @@ from django.utils import timezone
 
 from consensus.models import Chain, Round
 from validators.indexer import ensure_set_at
-from validators.models import SetMembership
+from validators.models import SetIndexState, SetMembership
 
 from .alerts import evaluate
 from .commits import CommitLookup, fetch_commit
-from .judge import judge_height, record
+from .judge import Judgement, judge_height, judge_heights, record_many
 from .models import AlertSettings, HeightVerdict
 from .notify import send_due
 
@@ -40,11 +40,11 @@ class MissingVoteAnalyzer:
         # judging with the events alone: a halted chain must still be judged.
         self.commit_wait = commit_wait
 
-    def ready_heights(self, chain: Chain) -> list[int]:
+    def ready_heights(self, chain: Chain, settings: AlertSettings | None = None) -> list[int]:
         """Completed heights not judged yet (the next height has started and late votes had their
         grace), oldest first. Heights ctop saw nothing of (no round at all: a long outage) are
         skipped, so a gap of millions of heights costs one query, not millions of verdicts."""
-        settings = AlertSettings.for_chain(chain)
+        settings = settings or AlertSettings.for_chain(chain)
         rounds = Round.objects.filter(chain=chain)
         latest = rounds.order_by("-height", "round").values_list("height", "started_at").first()
         if latest is None:
@@ -79,27 +79,41 @@ class MissingVoteAnalyzer:
         )
         return started is None or started <= timezone.now() - timedelta(seconds=self.commit_wait)
 
+    def judge(self, chain: Chain, heights: list[int]) -> list[Judgement]:
+        """Judgements for the leading run of `heights` that can be judged now; stops at the first
+        height whose set is unknown or whose canonical commit is worth waiting for."""
+        if heights and self.fetch_sets and not ensure_set_at(chain, heights[-1]):
+            # The indexer could not reach the newest height: judge what it has verified, if anything.
+            state = SetIndexState.objects.filter(chain=chain).first()
+            verified = state.verified_height if state else 0
+            if heights[0] > verified:
+                log.warning("%s h=%d: validator set unknown yet; judging later", chain.name, heights[0])
+            heights = [h for h in heights if h <= verified]
+        out: list[Judgement] = []
+        for height, j in zip(heights, judge_heights(chain, heights), strict=True):
+            if j is None:
+                log.warning("%s h=%d: no validator set recorded; run index_validators", chain.name, height)
+                break
+            if self.fetch_commits and j.missing_precommits and j.commit_round is None and not j.unknown:
+                lookup = fetch_commit(chain, height)
+                if lookup is CommitLookup.STORED:
+                    j = judge_height(chain, height) or j
+                elif lookup is CommitLookup.NOT_YET and not self._overdue(chain, height):
+                    break  # the next tick will find the canonical commit
+            out.append(j)
+        return out
+
     def run_once(self) -> int:
         judged = 0
+        settings = {s.chain_id: s for s in AlertSettings.objects.filter(chain__in=self.chains)}
         for chain in self.chains:
-            for height in self.ready_heights(chain):
-                if self.fetch_sets and not ensure_set_at(chain, height):
-                    log.warning("%s h=%d: validator set unknown yet; judging later", chain.name, height)
-                    break
-                j = judge_height(chain, height)
-                if j is None:
-                    log.warning("%s h=%d: no validator set recorded; run index_validators", chain.name, height)
-                    break
-                if self.fetch_commits and j.missing_precommits and j.commit_round is None and not j.unknown:
-                    lookup = fetch_commit(chain, height)
-                    if lookup is CommitLookup.STORED:
-                        j = judge_height(chain, height) or j
-                    elif lookup is CommitLookup.NOT_YET and not self._overdue(chain, height):
-                        break  # the next tick will find the canonical commit
-                if record(chain, j):
-                    judged += 1
-                    if j.missed and not j.unknown:
-                        log.info("%s h=%d: %d validator(s) missed votes", chain.name, height, len(j.missed))
-            evaluate(chain, timezone.now())
+            chain_settings = settings.get(chain.pk) or AlertSettings(chain=chain)
+            judgements = self.judge(chain, self.ready_heights(chain, chain_settings))
+            recorded = set(record_many(chain, judgements))
+            judged += len(recorded)
+            for j in judgements:
+                if j.height in recorded and j.missed and not j.unknown:
+                    log.info("%s h=%d: %d validator(s) missed votes", chain.name, j.height, len(j.missed))
+            evaluate(chain, timezone.now(), chain_settings)
         send_due()
         return judged
