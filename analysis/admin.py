@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from ctop_project.admin_utils import ReadOnlyEventAdmin
+from ctop_project.admin_utils import ReadOnlyEventAdmin, page_link
 
 from .models import (
     Alert,
@@ -28,8 +28,10 @@ class AlertAdmin(admin.ModelAdmin):
         "updated_at",
         "resolved_at",
         "count",
+        "page",
     ]
     list_filter = ["is_open", "kind", "severity", "chain"]
+    page = page_link("details")
     search_fields = ["summary", "=validator__address", "validator__moniker"]
     list_select_related = ["chain", "validator"]
     readonly_fields = [

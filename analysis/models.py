@@ -141,6 +141,11 @@ class Alert(models.Model):
     def __str__(self) -> str:
         return self.summary
 
+    def get_absolute_url(self) -> str:
+        from django.urls import reverse
+
+        return reverse("analysis:alert", args=[self.pk])
+
 
 class AlertSettings(models.Model):
     """Per-chain thresholds of the alert rules (editable in the admin; defaults apply without a row)."""

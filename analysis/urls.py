@@ -6,4 +6,12 @@ app_name = "analysis"
 
 urlpatterns = [
     path("", views.overview, name="overview"),
+    path("alerts/", views.alert_list, name="alerts"),
+    path("alerts/<int:pk>/", views.alert_detail, name="alert"),
+    path("alerts/<int:pk>/resolve/", views.alert_resolve, name="alert-resolve"),
+    path("chains/<slug:name>/", views.chain_live, name="chain"),
+    path("chains/<slug:name>/live/", views.chain_live_fragment, name="chain-fragment"),
+    path("chains/<slug:name>/heights/", views.heights_grid, name="heights"),
+    path("chains/<slug:name>/heights/<int:height>/", views.height_detail, name="height"),
+    path("chains/<slug:name>/validators/<str:address>/", views.validator_detail, name="validator"),
 ]

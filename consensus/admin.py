@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.db import models
 from django.utils.html import format_html
 
-from ctop_project.admin_utils import ReadOnlyEventAdmin
+from ctop_project.admin_utils import ReadOnlyEventAdmin, page_link
 
 from .models import Chain, CommitSignature, DeadLetter, Endpoint, Gap, Round, RoundStep, Vote
 
@@ -17,11 +17,13 @@ class EndpointInline(admin.TabularInline):
 
 @admin.register(Chain)
 class ChainAdmin(admin.ModelAdmin):
-    list_display = ["name", "chain_id", "enabled", "endpoint_count", "created_at"]
+    list_display = ["name", "chain_id", "enabled", "endpoint_count", "created_at", "live"]
     list_filter = ["enabled"]
     search_fields = ["name", "chain_id"]
     inlines = [EndpointInline]
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+
+    live = page_link("live view")
 
     @admin.display(description="endpoints")
     def endpoint_count(self, obj: Chain) -> int:

@@ -35,6 +35,12 @@ class Chain(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def get_absolute_url(self) -> str:
+        """The live consensus page (the admin's "view on site" link)."""
+        from django.urls import reverse
+
+        return reverse("analysis:chain", args=[self.name])
+
     def check_chain_id(self, reported: str) -> None:
         """Refuse an endpoint on another chain; adopt the chain-id if none is known yet."""
         if not reported:

@@ -48,3 +48,15 @@ class ReadOnlyEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+def page_link(label: str = "page"):
+    """An admin list column linking to the object's team page (its get_absolute_url)."""
+    from django.contrib import admin
+    from django.utils.html import format_html
+
+    @admin.display(description=label)
+    def link(self, obj) -> str:
+        return format_html('<a href="{}">{} →</a>', obj.get_absolute_url(), label)
+
+    return link

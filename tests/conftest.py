@@ -32,6 +32,25 @@ def chain(db):
 
 
 @pytest.fixture
+def net(chain):
+    """The test chain with validators A, B, C and D (power 10 each) in its set from height 1."""
+    from validators.services import Member, apply_set
+
+    from .analysishelpers import A, B, C, D
+
+    apply_set(chain.pk, 1, [Member(a, 10, i) for i, a in enumerate((A, B, C, D))])
+    return chain
+
+
+@pytest.fixture
+def user_client(client, django_user_model):
+    """A signed-in team member without staff rights."""
+    user = django_user_model.objects.create_user("member", email="", password="pw-for-tests")
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
 def staff_client(client, django_user_model):
     user = django_user_model.objects.create_superuser("staff", email="", password="pw-for-tests")
     client.force_login(user)

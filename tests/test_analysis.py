@@ -10,46 +10,9 @@ from django.utils import timezone
 from analysis.models import Alert, AlertKind, HeightVerdict, RoundVerdict, ValidatorVerdict
 from analysis.runner import MissingVoteAnalyzer
 from consensus.models import ChainStatus, CommitSignature, Gap, Round, Vote, VoteType
-from validators.models import Validator
 from validators.services import Member, apply_set
 
-A, B, C, D, E = ("A" * 40, "B" * 40, "C" * 40, "D" * 40, "E" * 40)
-BLOCK = b"\x01" * 32
-OLD = timezone.now() - timedelta(minutes=5)
-
-
-@pytest.fixture
-def net(chain):
-    apply_set(chain.pk, 1, [Member(a, 10, i) for i, a in enumerate((A, B, C, D))])
-    return chain
-
-
-def vid(chain, address):
-    return Validator.objects.get(chain=chain, address=address).pk
-
-
-def play(chain, height, rounds: dict[int, dict[str, tuple[str, str]]], started=OLD):
-    """rounds: {round: {address: (prevote, precommit)}} with S (block), N (nil), "" (no vote)."""
-    for r, votes in rounds.items():
-        Round.objects.create(chain=chain, height=height, round=r, started_at=started)
-        for address, (pv, pc) in votes.items():
-            for vote_type, mark in ((VoteType.PREVOTE, pv), (VoteType.PRECOMMIT, pc)):
-                if mark:
-                    Vote.objects.create(
-                        chain=chain,
-                        height=height,
-                        round=r,
-                        type=vote_type,
-                        validator_id=vid(chain, address),
-                        validator_index=0,
-                        block_hash=BLOCK if mark == "S" else None,
-                        timestamp=started,
-                        received_at=started,
-                    )
-
-
-def all_sign(addresses=(A, B, C, D)):
-    return {0: {a: ("S", "S") for a in addresses}}
+from .analysishelpers import BLOCK, OLD, A, B, C, D, E, all_sign, play, vid
 
 
 def verdicts(chain, height):

@@ -4,18 +4,20 @@ from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html
 
-from ctop_project.admin_utils import EstimatedCountPaginator
+from ctop_project.admin_utils import EstimatedCountPaginator, page_link
 
 from .models import SetIndexState, SetMembership, Validator
 
 
 @admin.register(Validator)
 class ValidatorAdmin(admin.ModelAdmin):
-    list_display = ["address", "moniker", "chain", "pub_key_type", "first_seen_at"]
+    list_display = ["address", "moniker", "chain", "pub_key_type", "first_seen_at", "page"]
+    list_select_related = ["chain"]
     list_filter = ["chain", "pub_key_type"]
     search_fields = ["=address", "^address", "moniker", "operator_address"]
     readonly_fields = ["first_seen_at", "updated_at", "membership_link"]
     paginator = EstimatedCountPaginator
+    page = page_link("participation")
 
     @admin.display(description="active-set history")
     def membership_link(self, obj: Validator) -> str:

@@ -36,6 +36,11 @@ class Validator(models.Model):
     def __str__(self) -> str:
         return self.moniker or self.address
 
+    def get_absolute_url(self) -> str:
+        from django.urls import reverse
+
+        return reverse("analysis:validator", args=[self.chain.name, self.address])
+
     @property
     def short(self) -> str:
         return self.moniker or f"{self.address[:12]}…"

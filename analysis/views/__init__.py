@@ -1,0 +1,19 @@
+"""The team's pages: server-rendered, login required, each read through indexed queries
+(see analysis.snapshots). One module per page family."""
+
+from .alerts import alert_detail, alert_list, alert_resolve
+from .chains import chain_live, chain_live_fragment, height_detail, heights_grid
+from .overview import overview
+from .validators import validator_detail
+
+__all__ = [
+    "alert_detail",
+    "alert_list",
+    "alert_resolve",
+    "chain_live",
+    "chain_live_fragment",
+    "height_detail",
+    "heights_grid",
+    "overview",
+    "validator_detail",
+]

@@ -1,0 +1,42 @@
+"""Scripted votes and sets for analysis and page tests."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.utils import timezone
+
+from consensus.models import Round, Vote, VoteType
+from validators.models import Validator
+
+A, B, C, D, E = ("A" * 40, "B" * 40, "C" * 40, "D" * 40, "E" * 40)
+BLOCK = b"\x01" * 32
+OLD = timezone.now() - timedelta(minutes=5)
+
+
+def vid(chain, address):
+    return Validator.objects.get(chain=chain, address=address).pk
+
+
+def play(chain, height, rounds: dict[int, dict[str, tuple[str, str]]], started=OLD):
+    """rounds: {round: {address: (prevote, precommit)}} with S (block), N (nil), "" (no vote)."""
+    for r, votes in rounds.items():
+        Round.objects.create(chain=chain, height=height, round=r, started_at=started)
+        for address, (pv, pc) in votes.items():
+            for vote_type, mark in ((VoteType.PREVOTE, pv), (VoteType.PRECOMMIT, pc)):
+                if mark:
+                    Vote.objects.create(
+                        chain=chain,
+                        height=height,
+                        round=r,
+                        type=vote_type,
+                        validator_id=vid(chain, address),
+                        validator_index=0,
+                        block_hash=BLOCK if mark == "S" else None,
+                        timestamp=started,
+                        received_at=started,
+                    )
+
+
+def all_sign(addresses=(A, B, C, D)):
+    return {0: {a: ("S", "S") for a in addresses}}
