@@ -56,3 +56,20 @@ except Exception as exc:
     sys.exit(1)
 PY
 }
+
+# The browser test drives Debian's Chromium; install it when missing and we may (root, apt).
+ensure_chromium() {
+    if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then
+        return 0
+    fi
+    if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+        echo "ctop: chromium and chromium-driver are not installed: the browser test will be skipped" \
+             "(sudo apt-get install chromium chromium-driver)" >&2
+        return 0
+    fi
+    echo "ctop: installing chromium and chromium-driver (Debian packages) for the browser test"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 \
+        || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium chromium-driver >/dev/null 2>&1; } \
+        || echo "ctop: could not install chromium (the browser test will be skipped)" >&2
+}
