@@ -1,0 +1,117 @@
+"""The pipeline's health per chain, at a glance (`manage.py ctop_status`).
+
+For each chain: which endpoint the subscriber is on, the latest height seen (Redis, written by
+subscribe_events), stored (PostgreSQL, by stream_events) and analysed (by the analyzer), the stream's
+backlog (entries not yet read by the consumer group, and read but unacknowledged), dead letters,
+open gaps and open alerts. Each stage lagging the one before it says where the pipeline is stuck.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+
+import redis
+from django.db.models import Count, Max
+from django.utils import timezone
+
+from consensus.models import Chain, ChainStatus, DeadLetter, Gap, Round
+from consensus.streams import GROUP, last_height_key, stream_key
+
+from .models import Alert, HeightVerdict, Severity
+
+
+@dataclass
+class ChainHealth:
+    chain: str
+    enabled: bool
+    state: str  # what the subscriber last reported: connected, disconnected, all_failing, or "no report"
+    endpoint: str
+    reported_age: float | None  # seconds since the subscriber's last report
+    seen: int | None  # latest height the subscriber delivered to Redis
+    stored: int | None  # latest height with a stored round
+    analysed: int | None  # latest judged height
+    stream_length: int | None
+    unread: int | None  # entries the consumer group has not read yet
+    pending: int | None  # read but not acknowledged (a consumer is working on them, or died holding them)
+    dead_letters: int
+    open_gaps: int
+    alerts: dict[str, int] = field(default_factory=dict)  # severity label -> open alerts
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def healthy(self) -> bool:
+        return not self.problems
+
+
+def _stream(client: redis.Redis, chain: str) -> tuple[int | None, int | None, int | None]:
+    key = stream_key(chain)
+    try:
+        length = client.xlen(key)
+        infos = client.xinfo_groups(key)
+        groups = {g["name"].decode() if isinstance(g["name"], bytes) else g["name"]: g for g in infos}
+    except redis.ResponseError:
+        return 0, None, None  # no stream yet
+    group = groups.get(GROUP)
+    if group is None:
+        return length, None, None
+    return length, group.get("lag"), group.get("pending")
+
+
+def collect(client: redis.Redis | None, *, now: datetime | None = None, lag_heights: int = 5) -> list[ChainHealth]:
+    now = now or timezone.now()
+    statuses = {s.chain_id: s for s in ChainStatus.objects.all()}
+    stored = dict(Round.objects.values("chain_id").annotate(h=Max("height")).values_list("chain_id", "h"))
+    analysed = dict(HeightVerdict.objects.values("chain_id").annotate(h=Max("height")).values_list("chain_id", "h"))
+    dead = dict(DeadLetter.objects.values("chain_id").annotate(n=Count("id")).values_list("chain_id", "n"))
+    gaps = Counter(Gap.objects.filter(backfilled_at__isnull=True).values_list("chain_id", flat=True))
+    alerts: dict[int, Counter] = {}
+    for chain_id, severity in Alert.objects.filter(is_open=True).values_list("chain_id", "severity"):
+        alerts.setdefault(chain_id, Counter())[Severity(severity).label] += 1
+    out = []
+    for chain in Chain.objects.order_by("name"):
+        status = statuses.get(chain.pk)
+        seen = length = unread = pending = None
+        redis_error = ""
+        if client is not None:
+            try:
+                raw = client.get(last_height_key(chain.name))
+                seen = int(raw) if raw else None
+                length, unread, pending = _stream(client, chain.name)
+            except redis.RedisError as exc:
+                redis_error = f"Redis: {exc}"
+        h = ChainHealth(
+            chain=chain.name,
+            enabled=chain.enabled,
+            state=status.state if status else "no report",
+            endpoint=status.endpoint if status else "",
+            reported_age=(now - status.updated_at).total_seconds() if status else None,
+            seen=seen,
+            stored=stored.get(chain.pk),
+            analysed=analysed.get(chain.pk),
+            stream_length=length,
+            unread=unread,
+            pending=pending,
+            dead_letters=dead.get(chain.pk, 0),
+            open_gaps=gaps[chain.pk],
+            alerts=dict(alerts.get(chain.pk, {})),
+        )
+        if redis_error:
+            h.problems.append(redis_error)
+        if chain.enabled:
+            if h.state != "connected":
+                reason = f" ({status.reason[:80]})" if status and status.reason else ""
+                h.problems.append(f"subscriber {h.state}{reason}")
+            if h.seen is not None and (h.stored or 0) < h.seen - lag_heights:
+                h.problems.append(f"stream_events behind: stored {h.stored}, seen {h.seen}")
+            if h.stored is not None and (h.analysed or 0) < h.stored - lag_heights - 2:
+                h.problems.append(f"analyzer behind: analysed {h.analysed}, stored {h.stored}")
+            if h.alerts.get("critical"):
+                h.problems.append(f"{h.alerts['critical']} critical alert(s) open")
+        out.append(h)
+    return out
+
+
+def as_dict(h: ChainHealth) -> dict:
+    return asdict(h) | {"healthy": h.healthy}
