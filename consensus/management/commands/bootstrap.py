@@ -1,6 +1,7 @@
 """`manage.py bootstrap`: what a fresh machine needs before ctop runs (used by bin/run).
 
-Creates the database if it does not exist, applies migrations, and makes sure a staff login exists.
+Creates the database if it does not exist, applies migrations, collects static files (served by
+WhiteNoise), and makes sure a staff login exists.
 A new login gets a random password, printed once; no password is ever baked into the code.
 """
 
@@ -57,6 +58,7 @@ class Command(BaseCommand):
             self.stdout.write(f"created database {settings.DATABASES['default']['NAME']}")
         call_command("migrate", interactive=False, verbosity=0)
         self.stdout.write("database schema is up to date")
+        call_command("collectstatic", interactive=False, verbosity=0)  # served by WhiteNoise, DEBUG on or off
         if opts["networks"]:
             try:
                 chains = ensure_chains(parse_networks(opts["networks"]))
