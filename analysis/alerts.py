@@ -4,21 +4,17 @@ a second analyzer harmless: whoever comes second updates the open alert instead 
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import defaultdict
 from datetime import datetime
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 
-from consensus.models import Chain, ChainStatus, Round, Vote, VoteType
+from consensus.models import Chain, ChainStatus, Vote, VoteType
 from validators.selectors import active_set
 
-from .models import Alert, AlertKind, AlertSettings, HeightVerdict, RoundVerdict, Severity, ValidatorVerdict
+from .models import Alert, AlertKind, AlertSettings, RoundVerdict, Severity
 from .notify import enqueue
-
-# (kind, validator id or None) -> the open alert
-OpenAlerts = dict[tuple[str, int | None], Alert]
-# (height, round, started_at) of the newest rounds of the latest height, newest round first
-LatestRounds = list[tuple[int, int, datetime]]
+from .state import ChainState, LatestRounds, OpenAlerts, load_states
 
 
 def raise_or_update(
@@ -94,24 +90,29 @@ def resolve(
     return alert
 
 
-def evaluate_missed_votes(chain: Chain, settings: AlertSettings, now: datetime, known: OpenAlerts) -> None:
+def evaluate_missed_votes(
+    chain: Chain, settings: AlertSettings, now: datetime, known: OpenAlerts, latest: int | None
+) -> None:
     """A validator missed votes in `consecutive_misses` heights in a row, or in `window_misses` of the
     last `window` judged heights. Resolves after `resolve_after` fully signed heights in a row."""
-    latest = HeightVerdict.objects.filter(chain=chain).order_by("-height").values_list("height", flat=True).first()
     if latest is None:
         return
     depth = max(settings.window, settings.resolve_after, settings.consecutive_misses)
-    rows = ValidatorVerdict.objects.filter(chain=chain, height__gt=latest - depth).values_list(
-        "validator_id", "height", "missed", "prevotes", "precommits"
-    )
+    open_ids = [vid for kind, vid in known if kind == AlertKind.MISSED_VOTES]
+    with connection.cursor() as cur:
+        # Only validators with a miss in the window, or an open alert to resolve, need a look: on a
+        # healthy chain that is nobody, and the window's other rows are never read.
+        cur.execute(
+            "SELECT validator_id, height, missed, prevotes, precommits FROM analysis_validatorverdict"
+            " WHERE chain_id = %s AND height > %s AND (validator_id = ANY(%s) OR validator_id IN"
+            " (SELECT validator_id FROM analysis_validatorverdict WHERE chain_id = %s AND height > %s AND missed))",
+            [chain.pk, latest - depth, open_ids, chain.pk, latest - depth],
+        )
+        rows = cur.fetchall()
     by_validator: dict[int, list[tuple[int, bool, str, str]]] = defaultdict(list)
     for vid, height, missed, pv, pc in rows:
         by_validator[vid].append((height, missed, pv, pc))
-    network = dict(
-        HeightVerdict.objects.filter(chain=chain, height__gt=latest - depth).values_list("height", "missed_validators")
-    )
-    sizes = Counter(height for history in by_validator.values() for height, *_ in history)
-    open_ids = {vid for kind, vid in known if kind == AlertKind.MISSED_VOTES}
+    network: dict[int, tuple[int, int]] | None = None
     for vid, history in by_validator.items():
         history.sort(reverse=True)  # newest first
         consecutive = next((i for i, (_, missed, _, _) in enumerate(history) if not missed), len(history))
@@ -119,7 +120,8 @@ def evaluate_missed_votes(chain: Chain, settings: AlertSettings, now: datetime, 
         if consecutive >= settings.consecutive_misses or in_window >= settings.window_misses:
             heights = [h for h, missed, _, _ in history[: settings.window] if missed]
             # Solo: this validator's trouble. Network-wide: over a third of the set missed with it.
-            wide = any(network.get(h, 0) * 3 > sizes[h] for h in heights)
+            network = network if network is not None else _missed_per_height(chain, latest - depth)
+            wide = any(missed * 3 > size for missed, size in (network.get(h, (0, 1)) for h in heights))
             scope = "network-wide" if wide else "solo"
             raise_or_update(
                 chain,
@@ -150,6 +152,18 @@ def evaluate_missed_votes(chain: Chain, settings: AlertSettings, now: datetime, 
                 note=f"signed the last {settings.resolve_after} heights",
                 known=known,
             )
+
+
+def _missed_per_height(chain: Chain, above: int) -> dict[int, tuple[int, int]]:
+    """height -> (validators that missed, validators in the set), for heights above `above`."""
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT h.height, h.missed_validators, (SELECT count(*) FROM analysis_validatorverdict v"
+            " WHERE v.chain_id = h.chain_id AND v.height = h.height) FROM analysis_heightverdict h"
+            " WHERE h.chain_id = %s AND h.height > %s",
+            [chain.pk, above],
+        )
+        return {height: (missed, size) for height, missed, size in cur.fetchall()}
 
 
 def live_halt_risk(
@@ -190,17 +204,17 @@ def evaluate_halt_risk(
 ) -> None:
     """More than 1/3 of the power missing in a round of the latest judged heights, rounds climbing at
     one height (3 or more), or the height in progress stuck without +2/3 prevoting."""
-    unknown = set(
-        HeightVerdict.objects.filter(chain=chain, unknown=True)
-        .order_by("-height")
-        .values_list("height", flat=True)[:30]
+    # The latest 30 round verdicts (one walk back along the natural key), minus heights ctop did not
+    # fully see: power "missing" there says nothing about the chain.
+    recent = list(
+        RoundVerdict.objects.raw(
+            "SELECT rv.* FROM (SELECT * FROM analysis_roundverdict WHERE chain_id = %s"
+            " ORDER BY height DESC, round DESC LIMIT 30) rv JOIN analysis_heightverdict hv"
+            " ON hv.chain_id = rv.chain_id AND hv.height = rv.height WHERE NOT hv.unknown"
+            " ORDER BY rv.height DESC, rv.round DESC",
+            [chain.pk],
+        )
     )
-    # Power "missing" at heights ctop did not fully see says nothing about the chain.
-    recent = [
-        rv
-        for rv in RoundVerdict.objects.filter(chain=chain).order_by("-height", "-round")[:30]
-        if rv.height not in unknown
-    ]
     risky = []
     if recent:
         latest = recent[0].height
@@ -270,8 +284,7 @@ def evaluate_stalled(
         resolve(chain, AlertKind.STALLED, None, now=now, note=f"height {height} started", known=known)
 
 
-def evaluate_monitoring(chain: Chain, now: datetime, known: OpenAlerts) -> None:
-    status = ChainStatus.objects.filter(chain=chain).first()
+def evaluate_monitoring(chain: Chain, now: datetime, known: OpenAlerts, status: ChainStatus | None) -> None:
     if status is None:
         return
     if status.state != "connected":
@@ -289,22 +302,13 @@ def evaluate_monitoring(chain: Chain, now: datetime, known: OpenAlerts) -> None:
         resolve(chain, AlertKind.MONITORING_GAP, None, now=now, note=f"connected to {status.endpoint}", known=known)
 
 
-def latest_rounds(chain: Chain) -> LatestRounds:
-    """The rounds of the latest height ctop saw, newest first (one index walk)."""
-    rows = list(
-        Round.objects.filter(chain=chain)
-        .order_by("-height", "-round")
-        .values_list("height", "round", "started_at")[:64]
-    )
-    return [r for r in rows if r[0] == rows[0][0]] if rows else []
-
-
-def evaluate(chain: Chain, now: datetime, settings: AlertSettings | None = None) -> None:
-    """Every rule of one chain. The open alerts and the latest rounds are read once and shared."""
+def evaluate(
+    chain: Chain, now: datetime, settings: AlertSettings | None = None, state: ChainState | None = None
+) -> None:
+    """Every rule of one chain, on what the tick read about it (`state`; read now if not given)."""
     settings = settings or AlertSettings.for_chain(chain)
-    known: OpenAlerts = {(a.kind, a.validator_id): a for a in Alert.objects.filter(chain=chain, is_open=True)}
-    rounds = latest_rounds(chain)
-    evaluate_missed_votes(chain, settings, now, known)
-    evaluate_halt_risk(chain, settings, now, known, rounds)
-    evaluate_stalled(chain, settings, now, known, rounds)
-    evaluate_monitoring(chain, now, known)
+    state = state or load_states([chain])[chain.pk]
+    evaluate_missed_votes(chain, settings, now, state.known, state.latest_judged)
+    evaluate_halt_risk(chain, settings, now, state.known, state.rounds)
+    evaluate_stalled(chain, settings, now, state.known, state.rounds)
+    evaluate_monitoring(chain, now, state.known, state.status)

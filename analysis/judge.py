@@ -156,11 +156,13 @@ def _judge(height: int, obs: _Observed, members: list[tuple[int, int, int]], in_
 
 
 @transaction.atomic
-def record_many(chain: Chain, judgements: list[Judgement]) -> list[int]:
-    """Store judgements once each; returns the heights this call recorded (a height another analyzer
-    already recorded is skipped: the natural key decides who records a height, exactly once)."""
-    if not judgements:
-        return []
+def record_all(judgements: dict[int, list[Judgement]]) -> dict[int, list[int]]:
+    """Store judgements (chain id -> its judgements) once each, every chain in one transaction and
+    one statement per table. Returns, per chain, the heights this call recorded: a height another
+    analyzer already recorded is skipped (the natural key decides who records a height, once)."""
+    items = [(chain_id, j) for chain_id, js in judgements.items() for j in js]
+    if not items:
+        return {}
     now = timezone.now()
     with connection.cursor() as cur:
         # Verdicts are derived data: should a crash lose the last ones before they reach the disk,
@@ -170,44 +172,51 @@ def record_many(chain: Chain, judgements: list[Judgement]) -> list[int]:
         cur.execute(
             "INSERT INTO analysis_heightverdict (chain_id, height, judged_at, rounds, commit_round, unknown,"
             " total_power, missed_validators)"
-            " SELECT %s, h, %s, r, c, u, t, m FROM unnest(%s::bigint[], %s::smallint[], %s::smallint[],"
-            " %s::boolean[], %s::bigint[], %s::int[]) AS x(h, r, c, u, t, m)"
-            " ON CONFLICT (chain_id, height) DO NOTHING RETURNING height",
+            " SELECT c, h, %s, r, cr, u, t, m FROM unnest(%s::smallint[], %s::bigint[], %s::smallint[],"
+            " %s::smallint[], %s::boolean[], %s::bigint[], %s::int[]) AS x(c, h, r, cr, u, t, m)"
+            " ON CONFLICT (chain_id, height) DO NOTHING RETURNING chain_id, height",
             [
-                chain.pk,
                 now,
-                [j.height for j in judgements],
-                [j.rounds for j in judgements],
-                [j.commit_round for j in judgements],
-                [j.unknown for j in judgements],
-                [j.total_power for j in judgements],
-                [len(j.missed) for j in judgements],
+                [c for c, _ in items],
+                [j.height for _, j in items],
+                [j.rounds for _, j in items],
+                [j.commit_round for _, j in items],
+                [j.unknown for _, j in items],
+                [j.total_power for _, j in items],
+                [len(j.missed) for _, j in items],
             ],
         )
-        mine = {row[0] for row in cur.fetchall()}
-        new = [j for j in judgements if j.height in mine]
+        mine = set(cur.fetchall())
+        new = [(c, j) for c, j in items if (c, j.height) in mine]
         if not new:
-            return []
-        rounds = [(j.height, r, j.total_power, *p) for j in new for r, p in j.round_powers.items()]
+            return {}
+        rounds = [(c, j.height, r, j.total_power, *p) for c, j in new for r, p in j.round_powers.items()]
         cur.execute(
             "INSERT INTO analysis_roundverdict (chain_id, height, round, total_power, proposer_id, prevote_power,"
             " prevote_nil_power, precommit_power, precommit_nil_power)"
-            " SELECT %s, * FROM unnest(%s::bigint[], %s::smallint[], %s::bigint[], %s::int[], %s::bigint[],"
-            " %s::bigint[], %s::bigint[], %s::bigint[]) ON CONFLICT DO NOTHING",
-            [chain.pk, *(list(col) for col in zip(*rounds, strict=True))],
+            " SELECT * FROM unnest(%s::smallint[], %s::bigint[], %s::smallint[], %s::bigint[], %s::int[],"
+            " %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[]) ON CONFLICT DO NOTHING",
+            [list(col) for col in zip(*rounds, strict=True)],
         )
-        verdicts = [
-            (j.height, vid, power, pv, pc, MISSED in pv or MISSED in pc)
-            for j in new
-            for vid, (power, pv, pc) in j.validators.items()
-        ]
-        cur.execute(
-            "INSERT INTO analysis_validatorverdict (chain_id, height, validator_id, power, prevotes, precommits,"
-            " missed) SELECT %s, * FROM unnest(%s::bigint[], %s::int[], %s::bigint[], %s::text[], %s::text[],"
-            " %s::boolean[]) ON CONFLICT DO NOTHING",
-            [chain.pk, *(list(col) for col in zip(*verdicts, strict=True))],
-        )
-    return sorted(mine)
+        # The heights are ours (the verdict insert above said so), so their validator rows cannot
+        # exist yet: a binary COPY, the fastest way in, with no conflict to handle.
+        with cur.copy(
+            "COPY analysis_validatorverdict (chain_id, height, validator_id, power, prevotes, precommits, missed)"
+            " FROM STDIN (FORMAT BINARY)"
+        ) as copy:
+            copy.set_types(["int2", "int8", "int4", "int8", "text", "text", "bool"])
+            for c, j in new:
+                for vid, (power, pv, pc) in j.validators.items():
+                    copy.write_row((c, j.height, vid, power, pv, pc, MISSED in pv or MISSED in pc))
+    out: dict[int, list[int]] = {}
+    for c, height in sorted(mine):
+        out.setdefault(c, []).append(height)
+    return out
+
+
+def record_many(chain: Chain, judgements: list[Judgement]) -> list[int]:
+    """Store one chain's judgements; returns the heights this call recorded."""
+    return record_all({chain.pk: judgements}).get(chain.pk, [])
 
 
 def record(chain: Chain, j: Judgement) -> bool:

@@ -13,9 +13,10 @@ from validators.models import SetIndexState, SetMembership
 
 from .alerts import evaluate
 from .commits import CommitLookup, fetch_commit
-from .judge import Judgement, judge_height, judge_heights, record_many
-from .models import AlertSettings, HeightVerdict
+from .judge import Judgement, judge_height, judge_heights, record_all
+from .models import AlertSettings
 from .notify import send_due
+from .state import ChainState, load_states
 
 log = logging.getLogger("ctop.analyzer")
 
@@ -40,18 +41,21 @@ class MissingVoteAnalyzer:
         # judging with the events alone: a halted chain must still be judged.
         self.commit_wait = commit_wait
 
-    def ready_heights(self, chain: Chain, settings: AlertSettings | None = None) -> list[int]:
+    def ready_heights(
+        self, chain: Chain, settings: AlertSettings | None = None, state: ChainState | None = None
+    ) -> list[int]:
         """Completed heights not judged yet (the next height has started and late votes had their
         grace), oldest first. Heights ctop saw nothing of (no round at all: a long outage) are
         skipped, so a gap of millions of heights costs one query, not millions of verdicts."""
         settings = settings or AlertSettings.for_chain(chain)
-        rounds = Round.objects.filter(chain=chain)
-        latest = rounds.order_by("-height", "round").values_list("height", "started_at").first()
-        if latest is None:
+        state = state or load_states([chain])[chain.pk]
+        started = state.height_started
+        if started is None:
             return []
-        height, started = latest
+        height = state.rounds[0][0]
         last_ready = height - 1 if started <= timezone.now() - timedelta(seconds=settings.grace_seconds) else height - 2
-        judged = HeightVerdict.objects.filter(chain=chain).order_by("-height").values_list("height", flat=True).first()
+        rounds = Round.objects.filter(chain=chain)
+        judged = state.latest_judged
         if judged is None:
             first = rounds.order_by("height").values_list("height", flat=True).first()
             start = max(first + 1, last_ready - self.backlog + 1)  # the first height seen may be partial
@@ -106,14 +110,20 @@ class MissingVoteAnalyzer:
     def run_once(self) -> int:
         judged = 0
         settings = {s.chain_id: s for s in AlertSettings.objects.filter(chain__in=self.chains)}
+        states = load_states(self.chains)  # a few queries for every chain at once
+        judgements: dict[int, list[Judgement]] = {}
         for chain in self.chains:
             chain_settings = settings.get(chain.pk) or AlertSettings(chain=chain)
-            judgements = self.judge(chain, self.ready_heights(chain, chain_settings))
-            recorded = set(record_many(chain, judgements))
-            judged += len(recorded)
-            for j in judgements:
-                if j.height in recorded and j.missed and not j.unknown:
+            judgements[chain.pk] = self.judge(chain, self.ready_heights(chain, chain_settings, states[chain.pk]))
+        recorded = record_all(judgements)  # every chain's new verdicts in one transaction
+        for chain in self.chains:
+            state, mine = states[chain.pk], set(recorded.get(chain.pk, ()))
+            judged += len(mine)
+            if mine:
+                state.latest_judged = max(mine | {state.latest_judged or 0})
+            for j in judgements[chain.pk]:
+                if j.height in mine and j.missed and not j.unknown:
                     log.info("%s h=%d: %d validator(s) missed votes", chain.name, j.height, len(j.missed))
-            evaluate(chain, timezone.now(), chain_settings)
+            evaluate(chain, timezone.now(), settings.get(chain.pk) or AlertSettings(chain=chain), state)
         send_due()
         return judged
