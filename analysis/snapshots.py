@@ -197,6 +197,7 @@ class HeightRound:
     block_hash: str
     steps: list[tuple[str, datetime, float]]  # (step, seen at, seconds since the round started)
     rows: list[tuple[Validator, int, Mark, Mark]]  # validator, power, prevote, precommit
+    rows_html: str = ""  # filled by the view (analysis.tables)
 
 
 def height_detail(chain: Chain, height: int) -> list[HeightRound]:

@@ -72,13 +72,12 @@ def main() -> None:
     from django.contrib.auth import get_user_model
     from django.db import connection
     from django.test import Client
-    from django.test.utils import CaptureQueriesContext, setup_test_environment
+    from django.test.utils import CaptureQueriesContext
 
     from analysis.models import Alert, AlertKind, Severity
     from consensus.models import Chain, Round
     from validators.models import Validator
 
-    setup_test_environment()
     chains = list(Chain.objects.filter(name__startswith="bench-").order_by("name"))
     if len(chains) != 20:
         raise SystemExit("run benchmarks.bench_analyzer first: it builds the data this benchmark reads")

@@ -11,7 +11,7 @@ from django.utils import timezone
 from consensus.ingest.publish import group_name
 from consensus.models import Chain
 
-from .. import snapshots
+from .. import snapshots, tables
 from ..models import HeightVerdict
 
 SORTS = {
@@ -49,6 +49,7 @@ def _live_context(request: HttpRequest, chain: Chain) -> dict:
     return {
         "chain": chain,
         "snap": snap,
+        "rows_html": tables.live_rows(chain, rows),
         "elapsed": (now - snap.started_at).total_seconds() if snap and snap.started_at else None,
         "rows": rows,
         "sort": sort,
@@ -90,6 +91,7 @@ def heights_grid(request: HttpRequest, name: str) -> HttpResponse:
             "chain": chain,
             "columns": columns,
             "rows": rows,
+            "rows_html": tables.grid_rows(chain, rows),
             "count": count,
             "missing_only": request.GET.get("missing") == "1",
             "older": columns[0].height - 1 if columns else None,
@@ -101,6 +103,8 @@ def heights_grid(request: HttpRequest, name: str) -> HttpResponse:
 def height_detail(request: HttpRequest, name: str, height: int) -> HttpResponse:
     chain = get_object_or_404(Chain, name=name)
     rounds = snapshots.height_detail(chain, height)
+    for r in rounds:
+        r.rows_html = tables.height_rows(chain, r)
     verdict = HeightVerdict.objects.filter(chain=chain, height=height).first()
     return render(
         request,

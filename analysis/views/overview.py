@@ -3,13 +3,14 @@ from __future__ import annotations
 from collections import Counter
 
 from django.contrib.auth.decorators import login_required
+from django.db import connection
 from django.shortcuts import render
 from django.utils import timezone
 
-from consensus.models import Chain, ChainStatus, DeadLetter, Gap, RoundStep, Step
+from consensus.models import Chain, ChainStatus, DeadLetter, Gap, Step
+from validators.models import Validator
 
 from ..models import Alert, Severity
-from ..snapshots import latest_round
 
 
 @login_required
@@ -22,24 +23,33 @@ def overview(request):
     for chain_id, severity in Alert.objects.filter(is_open=True).values_list("chain_id", "severity"):
         alerts.setdefault(chain_id, Counter())[severity] += 1
     open_gaps = Counter(Gap.objects.filter(backfilled_at__isnull=True).values_list("chain_id", flat=True))
+    # Every chain's newest round and its latest step in one round trip: a LATERAL walk back along
+    # each chain's (chain, height, round) index, so the page costs the same few queries for 2 or
+    # 200 chains.
+    latest: dict[int, tuple] = {}
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT r.chain_id, r.height, r.round, r.started_at, r.proposer_id,"
+            " (SELECT max(step) FROM consensus_roundstep s WHERE s.chain_id = r.chain_id AND s.height = r.height"
+            "  AND s.round = r.round)"
+            " FROM consensus_chain c CROSS JOIN LATERAL (SELECT chain_id, height, round, started_at, proposer_id"
+            "  FROM consensus_round WHERE chain_id = c.id ORDER BY height DESC, round DESC LIMIT 1) r"
+        )
+        for chain_id, height, round_, started, proposer_id, step in cur.fetchall():
+            latest[chain_id] = (height, round_, started, proposer_id, step)
+    proposers = Validator.objects.in_bulk([row[3] for row in latest.values() if row[3]])
     rows = []
     for chain in Chain.objects.order_by("name"):
-        latest = latest_round(chain)  # (chain, height, round) index walked backwards: one row
-        step = None
-        if latest:
-            step = (
-                RoundStep.objects.filter(chain=chain, height=latest.height, round=latest.round)
-                .order_by("-step")
-                .values_list("step", flat=True)
-                .first()
-            )
+        height, round_, started, proposer_id, step = latest.get(chain.pk, (None, None, None, None, None))
         counts = alerts.get(chain.pk, Counter())
         rows.append(
             {
                 "chain": chain,
-                "latest": latest,
+                "height": height,
+                "round": round_,
+                "proposer": proposers.get(proposer_id),
                 "step": Step(step).label if step else "",
-                "age": (now - latest.started_at).total_seconds() if latest else None,
+                "age": (now - started).total_seconds() if started else None,
                 "status": statuses.get(chain.pk),
                 "critical": counts[Severity.CRITICAL],
                 "warning": counts[Severity.WARNING],
