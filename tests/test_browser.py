@@ -6,6 +6,7 @@ The test saves a screenshot to artifacts/live-view.png."""
 from __future__ import annotations
 
 import shutil
+import signal
 import threading
 import time
 
@@ -42,12 +43,19 @@ def browser():
     return webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
 
 
-class TestDatabaseDaphne(DaphneProcess):
+class DaphneOnTheTestDatabase(DaphneProcess):
     """Daphne in a forked child that keeps the parent's database settings: under pytest-django they
-    already name the test database (Channels' default set-up would prefix "test_" a second time)."""
+    already name the test database (Channels' default set-up would prefix "test_" a second time).
+    The child also drops signal handlers an earlier test installed in this pytest process (the
+    commands' graceful SIGTERM handling), so that terminate() at tear-down really stops it."""
 
     def __init__(self, host, get_application, setup=None, **kwargs):
         super().__init__(host, get_application, setup=None, **kwargs)
+
+    def run(self) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        super().run()
 
 
 def poll(predicate, timeout: float, message: str):
@@ -64,7 +72,7 @@ def poll(predicate, timeout: float, message: str):
 @override_settings(SESSION_COOKIE_SECURE=False, CSRF_COOKIE_SECURE=False)  # plain http on loopback
 class LiveViewInABrowser(ChannelsLiveServerTestCase):
     host = "127.0.0.1"
-    ProtocolServerProcess = TestDatabaseDaphne
+    ProtocolServerProcess = DaphneOnTheTestDatabase
 
     def test_the_height_advances_without_a_reload(self):
         client = redis.Redis.from_url(settings.REDIS_URL)
