@@ -93,7 +93,7 @@ def main() -> None:
     fill(client, key, chain.name, frames)
     print(f"stream filled: {client.xlen(key):,} entries of up to 256 frames", flush=True)
 
-    # --- ctop: one pipelined process, then two processes sharing the consumer group ---
+    # --- ctop: one pipelined process, then `stream_events --workers 2` (two processes, one group) ---
     consumer = StreamConsumer([chain], client=client, consumer="bench", block_ms=10)
     consumer.ensure_groups()
     started = time.perf_counter()
@@ -103,7 +103,7 @@ def main() -> None:
     assert stored == args.votes, f"stored {stored} of {args.votes}"
     truncate()
     client.xgroup_destroy(key, GROUP)
-    two = consumers_in_processes(chain.name, 2, args.votes)
+    two = command_with_workers(chain.name, 2, args.votes)
     assert Vote.objects.filter(chain=chain).count() == args.votes
 
     # --- (a) the original's way: decode each event and INSERT it on its own, autocommit ---
@@ -170,7 +170,7 @@ def main() -> None:
     print()
     print(f"stream_events: {args.votes:,} votes from Redis into PostgreSQL (natural-key unique index, ON CONFLICT)")
     print(f"  ctop, one process (decode + binary COPY)      {ours:>10,.0f} votes/s")
-    print(f"  ctop, 2 stream_events processes, one group      {two:>10,.0f} votes/s  (sustained, start-up excluded)")
+    print(f"  ctop, stream_events --workers 2                {two:>10,.0f} votes/s  (sustained, start-up excluded)")
     print(f"  (a) one INSERT per event, autocommit           {naive:>10,.0f} votes/s  -> ctop is {ours / naive:.1f}x")
     print(
         f"  (b) raw COPY of decoded rows (ceiling)         {ceiling:>10,.0f} votes/s  -> ctop is "
@@ -182,41 +182,40 @@ def main() -> None:
     )
 
 
-def consumers_in_processes(chain: str, n: int, votes: int) -> float:
-    """n `manage.py stream_events --until-idle` processes on the same group: sustained votes/s from
-    the moment the first one is streaming (its log line) until every row is committed."""
+def command_with_workers(chain: str, n: int, votes: int) -> float:
+    """`manage.py stream_events --workers n --until-idle`: sustained votes/s from the moment the
+    first worker is streaming (its log line) until every row is committed."""
     from django.conf import settings
 
     db = settings.DATABASES["default"]
     env = {**os.environ, "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{db['NAME']}", "LOG_LEVEL": "INFO"}
-    logs = [tempfile.TemporaryFile("w+") for _ in range(n)]  # noqa: SIM115 - closed with the process
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "manage.py",
-                "stream_events",
-                "--networks",
-                chain,
-                "--until-idle",
-                "--no-live",
-                "--consumer",
-                f"bench-{i}",
-                "--log-interval",
-                "1h",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=logs[i],
-        )
-        for i in range(n)
-    ]
-    # The end: when every row is committed (the processes then idle out after their read timeout).
+    log = tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "manage.py",
+            "stream_events",
+            "--networks",
+            chain,
+            "--until-idle",
+            "--no-live",
+            "--workers",
+            str(n),
+            "--consumer",
+            "bench",
+            "--log-interval",
+            "1h",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+    )
+    # The end: when every row is committed (the workers then idle out after their read timeout).
     from django.db import connection
 
     ended = None
-    while any(proc.poll() is None for proc in procs):
+    while proc.poll() is None:
         with connection.cursor() as cur:
             cur.execute("SELECT count(*) FROM consensus_vote")
             if ended is None and cur.fetchone()[0] >= votes:
@@ -224,12 +223,12 @@ def consumers_in_processes(chain: str, n: int, votes: int) -> float:
         time.sleep(0.25)
     ended = ended or time.time()
     starts = []
-    for log in logs:
-        log.seek(0)
-        for line in log:
-            if " streaming " in line:
-                stamp, millis = line[:23].split(",")
-                starts.append(time.mktime(time.strptime(stamp, "%Y-%m-%d %H:%M:%S")) + int(millis) / 1000)
+    log.seek(0)
+    for line in log:
+        if " streaming " in line:
+            stamp, millis = line[:23].split(",")
+            starts.append(time.mktime(time.strptime(stamp, "%Y-%m-%d %H:%M:%S")) + int(millis) / 1000)
+    log.close()
     return votes / (ended - min(starts))
 
 

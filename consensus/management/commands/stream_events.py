@@ -11,6 +11,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from consensus.ingest import LivePublisher, StreamConsumer, default_consumer_name
+from consensus.ingest.workers import supervise
 from consensus.streams import connect
 from ctop_project.cli import parse_duration
 from ctop_project.commands import command_chains, require_database, stop_on_signals
@@ -51,6 +52,13 @@ class Command(BaseCommand):
         parser.add_argument("--max-entries", type=int, default=None, help="Exit after this many entries.")
         parser.add_argument("--until-idle", action="store_true", help="Exit once the streams are drained.")
         parser.add_argument("--no-live", action="store_true", help="Do not publish updates for live pages.")
+        parser.add_argument(
+            "--workers",
+            type=int,
+            default=1,
+            help="Consumer processes (default 1); each takes entries from the same group. Use about one "
+            "per core: decoding is CPU-bound.",
+        )
 
     def handle(self, *args, **opts) -> None:
         if opts["db_url"]:
@@ -59,8 +67,26 @@ class Command(BaseCommand):
             )
         if opts["batch"] <= 0:
             raise CommandError("--batch must be positive", returncode=2)
+        if not 1 <= opts["workers"] <= 64:
+            raise CommandError("--workers must be between 1 and 64", returncode=2)
         require_database()
         chains = command_chains(opts["networks"])
+        name = opts["consumer"] or default_consumer_name()
+        if opts["workers"] == 1:
+            stats = self._consume(chains, name, opts)
+            self.stdout.write(f"stored {stats.entries} stream entries in {stats.batches} batches")
+            return
+        # N processes, consumers "<name>-0" ... "<name>-N-1" on the one group (see ingest.workers).
+        status = supervise(opts["workers"], lambda i: self._worker(chains, f"{name}-{i}", opts))
+        if status:
+            raise CommandError("a stream worker failed while stopping; see the log", returncode=1)
+
+    def _worker(self, chains: list, name: str, opts: dict) -> int:
+        stats = self._consume(chains, name, opts)
+        log.info("consumer %s stored %d stream entries in %d batches", name, stats.entries, stats.batches)
+        return 0
+
+    def _consume(self, chains: list, name: str, opts: dict):
         publisher = None
         if not opts["no_live"]:
             publisher = LivePublisher()
@@ -68,7 +94,7 @@ class Command(BaseCommand):
         consumer = StreamConsumer(
             chains,
             client=connect(opts["redis_url"] or settings.REDIS_URL),
-            consumer=opts["consumer"] or default_consumer_name(),
+            consumer=name,
             count=opts["batch"],
             claim_idle_ms=int(opts["claim_idle"].total_seconds() * 1000),
             publisher=publisher,
@@ -82,4 +108,4 @@ class Command(BaseCommand):
         )
         if publisher:
             publisher.stop()
-        self.stdout.write(f"stored {stats.entries} stream entries in {stats.batches} batches")
+        return stats
