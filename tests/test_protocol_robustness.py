@@ -268,6 +268,13 @@ def test_fast_vote_path_agrees_with_the_checked_path(data):
                 "A B" * 13 + "A",
                 "2026-11-28T00:04:20.218807673Z",
                 "2026-11-28T00:04:2 .218807673Z",
+                "2026-11-28T00:04:20Z",
+                "2026-11-28T00:04:20.5Z",
+                "2026-11-28T00:04:20.Z",
+                "2026-11-28T00:04:20.1234567890Z",
+                "2026-13-28T00:04:20.5Z",
+                "2026-02-30T00:04:20Z",
+                "2026-11-28T24:00:00Z",
                 "+123",
             ]
         )
@@ -279,3 +286,16 @@ def test_fast_vote_path_agrees_with_the_checked_path(data):
         assert fast is None
     else:
         assert fast is None or fast == checked
+
+
+@pytest.mark.parametrize("digits", range(10))
+def test_fast_vote_path_takes_every_go_rfc3339nano_fraction(digits):
+    """Go drops trailing zeros of the nanoseconds (none at all on a whole second): the fast path
+    must take every such timestamp, and agree with the checked path on it."""
+    from consensus.protocol.websocket import _fast_vote, checked_vote
+
+    vote = next(json.loads(f)["result"]["data"]["value"]["Vote"] for f in REAL if "tendermint/event/Vote" in f)
+    stamp = "2026-11-28T00:04:20" + ("." + "987654321"[:digits] if digits else "") + "Z"
+    fast = _fast_vote({**vote, "timestamp": stamp})
+    assert fast is not None and fast == checked_vote({**vote, "timestamp": stamp})
+    assert fast.timestamp.microsecond == int("987654321"[: min(digits, 6)].ljust(6, "0"))
