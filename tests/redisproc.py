@@ -72,6 +72,10 @@ class RedisProcess:
             self.proc.wait(5)
 
     def client(self, **kw) -> redis.Redis:
+        """A client configured like the pipeline's own (consensus.streams.connect), with short
+        timeouts so faults show within a test's patience."""
+        from consensus.streams import connect
+
         kw.setdefault("socket_timeout", 0.5)
         kw.setdefault("socket_connect_timeout", 0.5)
-        return redis.Redis(port=self.port, **kw)
+        return connect(f"redis://127.0.0.1:{self.port}/0", **kw)
