@@ -94,8 +94,14 @@ class MissingVoteAnalyzer:
                 log.warning("%s h=%d: validator set unknown yet; judging later", chain.name, heights[0])
             heights = [h for h in heights if h <= verified]
         out: list[Judgement] = []
+        first_set = None
         for height, j in zip(heights, judge_heights(chain, heights), strict=True):
             if j is None:
+                if first_set is None:
+                    earliest = SetMembership.objects.filter(chain=chain).order_by("heights").first()
+                    first_set = earliest.heights.lower if earliest else 0
+                if height < first_set:
+                    continue  # before the first recorded set nobody knows who was in it: never judged
                 log.warning("%s h=%d: no validator set recorded; run index_validators", chain.name, height)
                 break
             if self.fetch_commits and j.missing_precommits and j.commit_round is None and not j.unknown:

@@ -13,13 +13,14 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
 import redis
-from django.db.models import Count, Max
+from django.db import connection
+from django.db.models import Count
 from django.utils import timezone
 
-from consensus.models import Chain, ChainStatus, DeadLetter, Gap, Round
+from consensus.models import Chain, ChainStatus, DeadLetter, Gap
 from consensus.streams import GROUP, last_height_key, stream_key
 
-from .models import Alert, HeightVerdict, Severity
+from .models import Alert, Severity
 
 
 @dataclass
@@ -59,11 +60,28 @@ def _stream(client: redis.Redis, chain: str) -> tuple[int | None, int | None, in
     return length, group.get("lag"), group.get("pending")
 
 
-def collect(client: redis.Redis | None, *, now: datetime | None = None, lag_heights: int = 5) -> list[ChainHealth]:
+def collect(
+    client: redis.Redis | None, *, now: datetime | None = None, lag_heights: int = 5, analyzer_stale: float = 90.0
+) -> list[ChainHealth]:
     now = now or timezone.now()
     statuses = {s.chain_id: s for s in ChainStatus.objects.all()}
-    stored = dict(Round.objects.values("chain_id").annotate(h=Max("height")).values_list("chain_id", "h"))
-    analysed = dict(HeightVerdict.objects.values("chain_id").annotate(h=Max("height")).values_list("chain_id", "h"))
+    # Latest stored round and latest verdict per chain: LATERAL walks back along each chain's
+    # natural-key index (one row each), never a scan of the event tables.
+    stored: dict[int, int] = {}
+    analysed: dict[int, tuple[int, datetime]] = {}
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT c.id, r.height, v.height, v.judged_at FROM consensus_chain c"
+            " LEFT JOIN LATERAL (SELECT height FROM consensus_round WHERE chain_id = c.id"
+            "  ORDER BY height DESC LIMIT 1) r ON true"
+            " LEFT JOIN LATERAL (SELECT height, judged_at FROM analysis_heightverdict WHERE chain_id = c.id"
+            "  ORDER BY height DESC LIMIT 1) v ON true"
+        )
+        for chain_id, round_height, verdict_height, judged_at in cur.fetchall():
+            if round_height is not None:
+                stored[chain_id] = round_height
+            if verdict_height is not None:
+                analysed[chain_id] = (verdict_height, judged_at)
     dead = dict(DeadLetter.objects.values("chain_id").annotate(n=Count("id")).values_list("chain_id", "n"))
     gaps = Counter(Gap.objects.filter(backfilled_at__isnull=True).values_list("chain_id", flat=True))
     alerts: dict[int, Counter] = {}
@@ -89,7 +107,7 @@ def collect(client: redis.Redis | None, *, now: datetime | None = None, lag_heig
             reported_age=(now - status.updated_at).total_seconds() if status else None,
             seen=seen,
             stored=stored.get(chain.pk),
-            analysed=analysed.get(chain.pk),
+            analysed=analysed[chain.pk][0] if chain.pk in analysed else None,
             stream_length=length,
             unread=unread,
             pending=pending,
@@ -105,8 +123,17 @@ def collect(client: redis.Redis | None, *, now: datetime | None = None, lag_heig
                 h.problems.append(f"subscriber {h.state}{reason}")
             if h.seen is not None and (h.stored or 0) < h.seen - lag_heights:
                 h.problems.append(f"stream_events behind: stored {h.stored}, seen {h.seen}")
-            if h.stored is not None and (h.analysed or 0) < h.stored - lag_heights - 2:
-                h.problems.append(f"analyzer behind: analysed {h.analysed}, stored {h.stored}")
+            # The analyzer works in ticks (10-30 s), so trailing by a tick's heights is normal: it is
+            # behind when it trails and has not recorded a verdict for `analyzer_stale` seconds.
+            judged_at = analysed[chain.pk][1] if chain.pk in analysed else None
+            idle = (now - judged_at).total_seconds() if judged_at else None
+            if (
+                h.stored is not None
+                and (h.analysed or 0) < h.stored - lag_heights - 2
+                and (idle is None or idle > analyzer_stale)
+            ):
+                since = f", last verdict {int(idle)}s ago" if idle is not None else ", no verdict yet"
+                h.problems.append(f"analyzer behind: analysed {h.analysed}, stored {h.stored}{since}")
             if h.alerts.get("critical"):
                 h.problems.append(f"{h.alerts['critical']} critical alert(s) open")
         out.append(h)

@@ -141,6 +141,23 @@ def test_heights_before_the_first_recorded_set_are_not_waited_for(chain):
 
 
 @pytest.mark.django_db
+def test_a_first_set_recorded_during_the_tick_is_honoured(chain, monkeypatch, caplog):
+    """The analyzer's own call to the indexer records the first set (at 103) after the tick chose
+    its heights: the heights before it are skipped quietly, not reported as a missing set."""
+    for h in range(100, 106):
+        Round.objects.create(chain=chain, height=h, round=0, started_at=OLD)
+
+    def first_pass(c, height):
+        apply_set(c.pk, 103, [Member(a, 10, i) for i, a in enumerate((A, B))])
+        return True
+
+    monkeypatch.setattr("analysis.runner.ensure_set_at", first_pass)
+    judged = MissingVoteAnalyzer([chain], fetch_commits=False).run_once()
+    assert judged == 2 and set(HeightVerdict.objects.values_list("height", flat=True)) == {103, 104}
+    assert "no validator set recorded" not in caplog.text
+
+
+@pytest.mark.django_db
 def test_unobserved_heights_are_skipped_and_gaps_raise_no_halt_risk(net):
     play(net, 70, all_sign())
     play(net, 71, all_sign())

@@ -73,3 +73,23 @@ def test_status_with_no_chains_and_without_redis(db, settings):
     err = StringIO()
     call_command("ctop_status", stdout=StringIO(), stderr=err)
     assert "Redis is not reachable at redis://127.0.0.1:1/0" in err.getvalue()
+
+
+@pytest.mark.django_db
+def test_the_analyzer_trailing_by_a_tick_is_normal_stopped_is_a_problem(net, redis_client):
+    from datetime import timedelta
+
+    from analysis.models import HeightVerdict
+
+    for h in range(10, 16):
+        play(net, h, all_sign())
+    play(net, 16, all_sign(), started=timezone.now())
+    MissingVoteAnalyzer([net], fetch_sets=False, fetch_commits=False).run_once()  # judges 11-14
+    for h in range(17, 40):
+        play(net, h, all_sign(), started=timezone.now())
+    ChainStatus.objects.create(chain=net, state="connected", endpoint="http://n1", updated_at=timezone.now())
+    code, out = status()
+    assert code == 0, out  # 25 heights behind, but it recorded a verdict moments ago: between ticks
+    HeightVerdict.objects.update(judged_at=timezone.now() - timedelta(minutes=5))
+    code, out = status()
+    assert code == 1 and "testnet: analyzer behind: analysed 14, stored 39, last verdict 300s ago" in out
