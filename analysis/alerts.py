@@ -188,7 +188,13 @@ def live_halt_risk(
     voters = Vote.objects.filter(chain=chain, height=height, round=round_, type=VoteType.PREVOTE).values_list(
         "validator_id", flat=True
     )
-    prevoted = sum(members.get(v, 0) for v in set(voters))
+    voters = set(voters)
+    if not voters:
+        # Nobody prevoted yet: the round is waiting for a proposal (a chain that makes blocks only
+        # with transactions waits like this for minutes), not failing a vote. A chain that stops
+        # entirely is the stalled rule's case.
+        return None
+    prevoted = sum(members.get(v, 0) for v in voters)
     if prevoted * 3 > total * 2:
         return None
     return (

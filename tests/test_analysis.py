@@ -178,6 +178,11 @@ def test_unobserved_heights_are_skipped_and_gaps_raise_no_halt_risk(net):
 def test_a_height_stuck_without_two_thirds_prevoting_is_a_live_halt_risk(net):
     play(net, 80, all_sign())
     play(net, 81, all_sign())
+    # 82 starts and waits for a proposal (no prevote at all) for 25 s: waiting is not halting.
+    Round.objects.create(chain=net, height=82, round=0, started_at=timezone.now() - timedelta(seconds=25))
+    analyze(net)
+    assert not Alert.objects.filter(kind=AlertKind.HALT_RISK).exists()
+    Round.objects.filter(chain=net, height=82).delete()
     # 82 is in progress: only A and B prevoted (half the power) and nothing has moved for a while.
     play(net, 82, {0: {A: ("S", ""), B: ("S", "")}}, started=timezone.now() - timedelta(seconds=5))
     analyze(net)
