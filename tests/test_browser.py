@@ -112,22 +112,24 @@ class LiveViewInABrowser(ChannelsLiveServerTestCase):
                 driver.add_cookie({"name": "sessionid", "value": login.cookies["sessionid"].value, "path": "/"})
                 driver.get(self.live_server_url + "/chains/sim-live/")
                 assert "live-state" in driver.page_source, driver.page_source[:3000]
-                state = driver.find_element("id", "live-state")
-                poll(lambda: state.text == "live", 20, "the page's websocket to connect")
-                driver.execute_script("window.ctopNotReloaded = true;")
-                first = int(poll(lambda: driver.find_element("id", "height").text, 20, "a height on the page"))
-                later = poll(
-                    lambda: (
-                        int(driver.find_element("id", "height").text) >= first + 3
-                        and int(driver.find_element("id", "height").text)
-                    ),
-                    30,
-                    "the height to advance",
+
+                # The page swaps its round in as the chain moves, so elements are read in one script
+                # (an element found first and read later may already have been replaced).
+                def read(script: str):
+                    return driver.execute_script(script)
+
+                height_js = "const e = document.getElementById('height'); return e ? Number(e.textContent) : 0;"
+                poll(
+                    lambda: read("return document.getElementById('live-state').textContent;") == "live",
+                    20,
+                    "the page's websocket to connect",
                 )
+                read("window.ctopNotReloaded = true;")
+                first = poll(lambda: read(height_js), 20, "a height on the page")
+                later = poll(lambda: read(height_js) >= first + 3 and read(height_js), 30, "the height to advance")
                 assert later >= first + 3
-                assert driver.execute_script("return window.ctopNotReloaded === true;")  # same page, no reload
-                rows = driver.find_elements("css selector", "#validators tbody tr")
-                assert len(rows) == 5
+                assert read("return window.ctopNotReloaded === true;")  # the same page: no reload happened
+                assert read("return document.querySelectorAll('#validators tbody tr').length;") == 5
                 artifacts = ROOT / "artifacts"
                 artifacts.mkdir(exist_ok=True)
                 assert driver.save_screenshot(str(artifacts / "live-view.png"))
