@@ -10,7 +10,7 @@ from datetime import datetime
 from django.db import IntegrityError, connection, transaction
 
 from consensus.models import Chain, ChainStatus, Vote, VoteType
-from validators.selectors import active_set
+from validators.selectors import latest_known_set
 
 from .models import Alert, AlertKind, AlertSettings, RoundVerdict, Severity
 from .notify import enqueue
@@ -178,10 +178,7 @@ def live_halt_risk(
     waited = (now - started).total_seconds()
     if waited <= settings.halt_after_seconds:
         return None
-    # The set of the height in progress may not be indexed yet; the previous height's is a close estimate.
-    members = {m.validator_id: m.voting_power for m in active_set(chain.pk, height)} or {
-        m.validator_id: m.voting_power for m in active_set(chain.pk, height - 1)
-    }
+    members = {m.validator_id: m.voting_power for m in latest_known_set(chain.pk, height)[0]}
     total = sum(members.values())
     if not total:
         return None
@@ -231,9 +228,18 @@ def evaluate_halt_risk(
                 or rv.round >= 2
             ):
                 risky.append(rv)
-    live = live_halt_risk(chain, settings, now, latest_rounds)
-    if live is not None:
-        height, round_, summary = live
+    found = live_halt_risk(chain, settings, now, latest_rounds)
+    live = found is not None
+    if found is None and risky and risky[0].height > latest - 3:
+        worst = risky[0]
+        missing = 100 * worst.missing_precommit_power // max(worst.total_power, 1)
+        found = (
+            worst.height,
+            worst.round,
+            f"halt risk at height {worst.height} round {worst.round}: {missing}% of the power did not precommit",
+        )
+    if found is not None:
+        height, round_, summary = found
         raise_or_update(
             chain,
             AlertKind.HALT_RISK,
@@ -242,22 +248,7 @@ def evaluate_halt_risk(
             severity=Severity.CRITICAL,
             height=height,
             summary=summary,
-            details={"height": height, "round": round_, "live": True},
-            known=known,
-        )
-    elif risky and risky[0].height > latest - 3:
-        worst = risky[0]
-        raise_or_update(
-            chain,
-            AlertKind.HALT_RISK,
-            None,
-            now=now,
-            severity=Severity.CRITICAL,
-            height=worst.height,
-            summary=f"halt risk at height {worst.height} round {worst.round}: "
-            f"{100 * worst.missing_precommit_power // max(worst.total_power, 1)}% of the power did not "
-            f"precommit",
-            details={"height": worst.height, "round": worst.round, "live": False},
+            details={"height": height, "round": round_, "live": live},
             known=known,
         )
     elif recent and not risky:

@@ -29,22 +29,43 @@ class CommitLookup(enum.Enum):
     UNAVAILABLE = "unavailable"  # no endpoint answered, or the node pruned the height
 
 
-def fetch_commit(chain: Chain, height: int, client_factory: Callable[[str], RPCClient] | None = None) -> CommitLookup:
-    try:
-        client, _ = best_client(chain, client_factory)
-    except NoUsableEndpoint as exc:
-        log.warning("%s h=%d: cannot cross-check precommits: %s", chain.name, height, exc)
-        return CommitLookup.UNAVAILABLE
-    try:
-        commit = client.commit(height)
-    except (EndpointError, p.ProtocolError) as exc:  # RPCError too: e.g. a pruned height
-        log.warning("%s h=%d: cannot cross-check precommits: %s", chain.name, height, exc)
-        return CommitLookup.UNAVAILABLE
-    finally:
-        client.close()
-    if not commit.canonical:
-        return CommitLookup.NOT_YET
-    batch = Batch()
-    batch.add_commit(chain.pk, commit)
-    persist(batch, ValidatorCache())
-    return CommitLookup.STORED
+class CommitFetcher:
+    """Commit look-ups for one chain during one analyzer tick: the endpoint is chosen once (one
+    /status per endpoint) and reused for every height that needs a look, and a chain with no usable
+    endpoint is not asked again until the next tick."""
+
+    def __init__(self, chain: Chain, client_factory: Callable[[str], RPCClient] | None = None) -> None:
+        self.chain = chain
+        self.client_factory = client_factory
+        self._client: RPCClient | None = None
+        self._unavailable = False
+
+    def _get_client(self) -> RPCClient | None:
+        if self._client is None and not self._unavailable:
+            try:
+                self._client, _ = best_client(self.chain, self.client_factory)
+            except NoUsableEndpoint as exc:
+                log.warning("%s: cannot cross-check precommits this tick: %s", self.chain.name, exc)
+                self._unavailable = True
+        return self._client
+
+    def fetch(self, height: int) -> CommitLookup:
+        client = self._get_client()
+        if client is None:
+            return CommitLookup.UNAVAILABLE
+        try:
+            commit = client.commit(height)
+        except (EndpointError, p.ProtocolError) as exc:  # RPCError too: e.g. a pruned height
+            log.warning("%s h=%d: cannot cross-check precommits: %s", self.chain.name, height, exc)
+            return CommitLookup.UNAVAILABLE
+        if not commit.canonical:
+            return CommitLookup.NOT_YET
+        batch = Batch()
+        batch.add_commit(self.chain.pk, commit)
+        persist(batch, ValidatorCache())
+        return CommitLookup.STORED
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None

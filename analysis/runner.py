@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import timedelta
 
@@ -12,7 +13,7 @@ from validators.indexer import ensure_set_at
 from validators.models import SetIndexState, SetMembership
 
 from .alerts import evaluate
-from .commits import CommitLookup, fetch_commit
+from .commits import CommitFetcher, CommitLookup
 from .judge import Judgement, judge_height, judge_heights, record_all
 from .models import AlertSettings
 from .notify import send_due
@@ -93,6 +94,10 @@ class MissingVoteAnalyzer:
             if heights[0] > verified:
                 log.warning("%s h=%d: validator set unknown yet; judging later", chain.name, heights[0])
             heights = [h for h in heights if h <= verified]
+        with contextlib.closing(CommitFetcher(chain)) as commits:
+            return self._judge_run(chain, heights, commits)
+
+    def _judge_run(self, chain: Chain, heights: list[int], commits: CommitFetcher) -> list[Judgement]:
         out: list[Judgement] = []
         first_set = None
         for height, j in zip(heights, judge_heights(chain, heights), strict=True):
@@ -105,7 +110,7 @@ class MissingVoteAnalyzer:
                 log.warning("%s h=%d: no validator set recorded; run index_validators", chain.name, height)
                 break
             if self.fetch_commits and j.missing_precommits and j.commit_round is None and not j.unknown:
-                lookup = fetch_commit(chain, height)
+                lookup = commits.fetch(height)
                 if lookup is CommitLookup.STORED:
                     j = judge_height(chain, height) or j
                 elif lookup is CommitLookup.NOT_YET and not self._overdue(chain, height):

@@ -13,8 +13,8 @@ from datetime import datetime
 from django.db import connection
 
 from consensus.models import Chain, Round, RoundStep, Step, Vote, VoteType
-from validators.models import SetMembership, Validator
-from validators.selectors import active_set
+from validators.models import Validator
+from validators.selectors import active_set, latest_known_set
 
 from .models import HeightVerdict, ValidatorVerdict
 
@@ -82,15 +82,6 @@ def latest_round(chain: Chain) -> Round | None:
     return Round.objects.filter(chain=chain).order_by("-height", "-round").select_related("proposer").first()
 
 
-def members_at(chain: Chain, height: int) -> tuple[list[SetMembership], int | None]:
-    """The set at `height`; if the indexer has not reached it yet, the previous height's set."""
-    for h in (height, height - 1):
-        members = list(active_set(chain.pk, h))
-        if members:
-            return members, h
-    return [], None
-
-
 def round_snapshot(chain: Chain, height: int | None = None, round_: int | None = None) -> RoundSnapshot | None:
     """One round of one height (default: the latest round ctop has seen), validator by validator."""
     if height is None:
@@ -117,7 +108,7 @@ def round_snapshot(chain: Chain, height: int | None = None, round_: int | None =
         step=Step(step_row[0]).label if step_row else "",
         step_at=step_row[1] if step_row else None,
     )
-    members, snap.set_height = members_at(chain, height)
+    members, snap.set_height = latest_known_set(chain.pk, height)
     marks: dict[tuple[int, int], Mark] = {}
     votes = Vote.objects.filter(chain=chain, height=height, round=round_)
     for vid, vote_type, block, ts, received in votes.values_list(
@@ -216,7 +207,7 @@ def height_detail(chain: Chain, height: int) -> list[HeightRound]:
         "round", "validator_id", "type", "block_hash", "timestamp", "received_at"
     ):
         marks[(r, vid, vote_type)] = Mark("block" if block is not None else "nil", ts, received)
-    members, _ = members_at(chain, height)
+    members, _ = latest_known_set(chain.pk, height)
     out = []
     for r in sorted(set(rounds) | set(steps) | {k[0] for k in marks}):
         row = rounds.get(r)

@@ -5,19 +5,30 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable
 
 log = logging.getLogger("ctop")
 
 
+# A stop signal repeated within this many seconds is the same stop delivered twice (a terminal's
+# Ctrl-C reaches the whole process group, and a supervisor such as honcho or `stream_events
+# --workers` forwards it too), not an operator insisting.
+REPEAT_WINDOW = 1.0
+
+
 def stop_on_signals(stop: threading.Event | Callable[[], None]) -> None:
-    """SIGTERM and SIGINT finish the unit of work at hand and exit; a second signal exits at once."""
-    count = {"n": 0}
+    """SIGTERM and SIGINT finish the unit of work at hand and exit; a second signal (more than
+    REPEAT_WINDOW seconds after the first) exits at once."""
+    first: list[float] = []
 
     def handler(signum, frame):
-        count["n"] += 1
-        if count["n"] > 1:
-            raise KeyboardInterrupt
+        now = time.monotonic()
+        if first:
+            if now - first[0] > REPEAT_WINDOW:
+                raise KeyboardInterrupt
+            return
+        first.append(now)
         log.info("received %s; finishing and exiting", signal.Signals(signum).name)
         stop.set() if isinstance(stop, threading.Event) else stop()
 

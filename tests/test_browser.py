@@ -8,7 +8,6 @@ from __future__ import annotations
 import shutil
 import signal
 import threading
-import time
 
 import pytest
 import redis
@@ -26,7 +25,7 @@ from validators.indexer import ChainIndexer
 
 from .conftest import ROOT
 from .simhelpers import wait_for_height
-from .subscriberhelpers import running
+from .subscriberhelpers import running, wait_until
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 
@@ -56,16 +55,6 @@ class DaphneOnTheTestDatabase(DaphneProcess):
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         super().run()
-
-
-def poll(predicate, timeout: float, message: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {message}")
 
 
 @pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="apt install chromium chromium-driver (.ci/run does)")
@@ -119,14 +108,20 @@ class LiveViewInABrowser(ChannelsLiveServerTestCase):
                     return driver.execute_script(script)
 
                 height_js = "const e = document.getElementById('height'); return e ? Number(e.textContent) : 0;"
-                poll(
+                wait_until(
                     lambda: read("return document.getElementById('live-state').textContent;") == "live",
-                    20,
-                    "the page's websocket to connect",
+                    timeout=20,
+                    interval=0.2,
+                    message="the page's websocket to connect",
                 )
                 read("window.ctopNotReloaded = true;")
-                first = poll(lambda: read(height_js), 20, "a height on the page")
-                later = poll(lambda: read(height_js) >= first + 3 and read(height_js), 30, "the height to advance")
+                first = wait_until(lambda: read(height_js), timeout=20, interval=0.2, message="a height")
+                later = wait_until(
+                    lambda: read(height_js) >= first + 3 and read(height_js),
+                    timeout=30,
+                    interval=0.2,
+                    message="the height to advance",
+                )
                 assert later >= first + 3
                 assert read("return window.ctopNotReloaded === true;")  # the same page: no reload happened
                 assert read("return document.querySelectorAll('#validators tbody tr').length;") == 5

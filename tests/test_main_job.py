@@ -21,6 +21,7 @@ import requests
 from consensus.simulator import SimChain
 
 from .conftest import ROOT
+from .subscriberhelpers import wait_until
 
 DB = "ctop_mainjob_test"
 REDIS_URL = "redis://127.0.0.1:6379/13"
@@ -44,14 +45,12 @@ def fresh_database() -> None:
 
 
 def wait_for(predicate, timeout: float, message: str, output: list[str]):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(1)
-    printed = "".join(output[-60:])
-    raise AssertionError(f"timed out after {timeout}s waiting for {message}; bin/run printed:\n{printed}")
+    """wait_until, and on a timeout what bin/run printed (the reason is usually there)."""
+    try:
+        return wait_until(predicate, timeout=timeout, interval=1.0, message=message)
+    except AssertionError as exc:
+        printed = "".join(output[-60:])
+        raise AssertionError(f"{exc}; bin/run printed:\n{printed}") from None
 
 
 @pytest.fixture

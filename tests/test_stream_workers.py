@@ -100,3 +100,28 @@ def test_sigterm_stops_every_worker_and_a_killed_worker_is_restarted(redis_clien
         text = log.read()
         log.close()
     assert "exited with status -9; restarting it" in text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_ctrl_c_in_a_terminal_stops_every_worker_gracefully(redis_client, tmp_path):
+    """Ctrl-C reaches the whole process group, and the parent forwards the stop too: each worker
+    sees it twice within milliseconds, which is one stop, not an operator insisting."""
+    Chain.objects.create(name="testnet", chain_id="test-1")
+    log = open(tmp_path / "stream.log", "w+")  # noqa: SIM115 - closed below
+    proc = stream_events("--workers", "2", stderr=log, start_new_session=True)
+    try:
+        parent = psutil.Process(proc.pid)
+        deadline = time.monotonic() + 30
+        while len(parent.children()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.5)  # both workers streaming
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.seek(0)
+        text = log.read()
+        log.close()
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text, text
+    assert text.count("finishing and exiting") == 2  # each worker stopped once, gracefully

@@ -19,6 +19,17 @@ def active_set(chain_id: int, height: int) -> QuerySet[SetMembership]:
     )
 
 
+def latest_known_set(chain_id: int, height: int) -> tuple[list[SetMembership], int | None]:
+    """The set at `height` for a height in progress, which the indexer may not have reached yet:
+    then the previous height's set (a set changes rarely; the caller can say which it shows).
+    Returns the memberships and the height whose set they are (None if neither is recorded)."""
+    for h in (height, height - 1):
+        members = list(active_set(chain_id, h))
+        if members:
+            return members, h
+    return [], None
+
+
 @dataclass(frozen=True)
 class SetChange:
     """One validator's change at one height: joined, left, or changed power/position."""

@@ -18,11 +18,12 @@ import logging
 import multiprocessing
 import os
 import signal
-import threading
 import time
 from collections.abc import Callable
 
 from django.db import connections
+
+from ctop_project.commands import REPEAT_WINDOW
 
 log = logging.getLogger("ctop.stream")
 
@@ -32,7 +33,6 @@ def supervise(n: int, work: Callable[[int], int], *, backoff_max: float = 30.0) 
     worker exited 0). `work` returns the worker's exit status."""
     ctx = multiprocessing.get_context("fork")
     connections.close_all()  # never share a database socket with the children
-    stopping = threading.Event()
     procs: dict[int, multiprocessing.process.BaseProcess] = {}
     restart_at: dict[int, float] = {}
     restarts: dict[int, int] = {}
@@ -48,15 +48,19 @@ def supervise(n: int, work: Callable[[int], int], *, backoff_max: float = 30.0) 
         p.start()
         procs[i] = p
 
+    first: list[float] = []  # when the stop signal came: stopping from then on
+
     def forward(signum, frame) -> None:
-        if stopping.is_set():
+        if first:
+            if time.monotonic() - first[0] <= REPEAT_WINDOW:
+                return  # the same stop delivered twice (see ctop_project.commands)
             log.warning("second signal: stopping the workers now")
             for p in procs.values():
                 if p.pid:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(p.pid, signal.SIGKILL)
             return
-        stopping.set()
+        first.append(time.monotonic())
         log.info("received %s; each worker finishes its batch and exits", signal.Signals(signum).name)
         for p in procs.values():
             if p.pid:
@@ -76,7 +80,7 @@ def supervise(n: int, work: Callable[[int], int], *, backoff_max: float = 30.0) 
             del procs[i]
             if p.exitcode == 0:
                 continue
-            if stopping.is_set():
+            if first:
                 status = 1
                 continue
             restarts[i] = restarts.get(i, 0) + 1
@@ -84,7 +88,7 @@ def supervise(n: int, work: Callable[[int], int], *, backoff_max: float = 30.0) 
             log.error("stream worker %d exited with status %s; restarting it in %.1fs", i, p.exitcode, delay)
             restart_at[i] = time.monotonic() + delay
         for i, when in list(restart_at.items()):
-            if stopping.is_set():
+            if first:
                 restart_at.clear()
             elif time.monotonic() >= when:
                 del restart_at[i]
