@@ -10,7 +10,8 @@ import redis
 from django.conf import settings
 
 ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = ROOT.parent / "shared" / "fixtures" / "cometbft-v1.0.1-localnet"
+# Real captures from a CometBFT v1.0.1 localnet (data, kept as received; see their README).
+FIXTURES = ROOT / "tests" / "fixtures" / "cometbft-v1.0.1-localnet"
 
 
 @pytest.fixture

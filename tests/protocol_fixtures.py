@@ -1,4 +1,4 @@
-"""Loading the real captures under ../shared/fixtures (never edited, never copied)."""
+"""Loading the real captures under tests/fixtures (kept exactly as received, never edited)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """A simulated CometBFT chain: validators, rounds, votes and blocks, driven by a Scenario.
 
 `SimChain.plan_height(h)` returns what a node would emit for height h, as timed emissions; the
-server plays them out in real time. Consensus is modelled as the real node behaves (see
-../shared/reference/cometbft-rpc.md): a proposer that is offline makes round 0 time out with nil
+server plays them out in real time. Consensus is modelled as a real node behaves (as captured on
+a real localnet, tests/fixtures): a proposer that is offline makes round 0 time out with nil
 votes and round 1 commit; with more than 1/3 of the power offline the node goes silent at step
 Prevote (no climbing rounds) until enough validators return.
 """
