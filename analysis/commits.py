@@ -14,11 +14,11 @@ import logging
 from collections.abc import Callable
 
 from consensus import protocol as p
+from consensus.endpoints import NoUsableEndpoint, best_client
 from consensus.ingest.decode import Batch
 from consensus.ingest.store import ValidatorCache, persist
 from consensus.models import Chain
 from consensus.rpc import EndpointError, RPCClient
-from consensus.subscriber.endpoints import NoUsableEndpoint, best_client
 
 log = logging.getLogger("ctop.analyzer")
 

@@ -245,7 +245,10 @@ class DeadLetter(models.Model):
     stream = models.CharField(max_length=200)
     entry_id = models.CharField(max_length=64)
     frame_index = models.IntegerField(default=0, help_text="Position of the frame within the entry.")
-    payload = models.TextField(help_text="The raw frame or entry, as read from Redis.")
+    payload = models.TextField(
+        help_text="The raw frame or entry as read from Redis, cut to CTOP_DEAD_LETTER_MAX_KB (see length)."
+    )
+    length = models.IntegerField(default=0, help_text="The original length of the payload, in characters.")
     reason = models.TextField()
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -266,7 +269,13 @@ class ChainStatus(models.Model):
     endpoint = models.CharField(max_length=255, blank=True)
     reason = models.TextField(blank=True)
     height = models.BigIntegerField(null=True, blank=True, help_text="Latest height the subscriber had seen.")
-    updated_at = models.DateTimeField(help_text="When the subscriber reported it.")
+    updated_at = models.DateTimeField(
+        help_text="When the subscriber reported it (it repeats its state as a heartbeat)."
+    )
+    since = models.DateTimeField(null=True, blank=True, help_text="When this state (and endpoint) began.")
+    interval = models.FloatField(
+        null=True, blank=True, help_text="Seconds between the subscriber's reports; older reports are stale."
+    )
 
     class Meta:
         verbose_name_plural = "chain statuses"

@@ -20,8 +20,22 @@ def last_height_key(chain_name: str) -> str:
     return f"ctop:subscriber:last_height:{chain_name}"
 
 
-def dead_letter_key(chain_name: str) -> str:
-    return f"ctop:deadletters:{chain_name}"
+def encode_last_height(height: int, at: float) -> bytes:
+    """The subscriber's running record: the height and the unix time it was raised (the time lets
+    the next start tell how far the chain may plausibly have moved since)."""
+    return b"%d:%d" % (height, int(at))
+
+
+def decode_last_height(raw: bytes | str | None) -> tuple[int, float | None] | None:
+    """(height, unix time or None for a value written before times were kept); None when absent or
+    unreadable (an unreadable value is as good as none: the next frames write a new one)."""
+    if not raw:
+        return None
+    text = raw.decode(errors="replace") if isinstance(raw, bytes) else raw
+    head, _, tail = text.partition(":")
+    if not head.isascii() or not head.isdigit() or len(head) > 19 or (tail and not tail.isdigit()):
+        return None
+    return int(head), float(tail) if tail else None
 
 
 def connect(url: str | None = None, **kw) -> redis.Redis:

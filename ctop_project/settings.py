@@ -171,6 +171,10 @@ LOGGING = {
             "level": "INFO" if LOG_LEVEL == "DEBUG" else LOG_LEVEL,
             "propagate": False,
         },
+        # At DEBUG these log every request line, webhook paths (secrets) included: never below WARNING.
+        "urllib3": {"level": "WARNING"},
+        "requests": {"level": "WARNING"},
+        "websocket": {"level": "WARNING"},
     },
 }
 
@@ -181,4 +185,16 @@ CTOP = {
     # subscriber warns loudly when the consumer lags close to it.
     "STREAM_MAXLEN": env.int("CTOP_STREAM_MAXLEN", default=2_000_000),
     "STREAM_PREFIX": env.str("CTOP_STREAM_PREFIX", default="ctop:events:"),
+    # Trust boundaries (README "Trust boundaries"): what one endpoint may cost ctop at most.
+    # The largest HTTP reply read (a /commit of 10,000 validators is ~2 MB; /validators pages of 100
+    # are ~30 kB); anything longer is refused.
+    "HTTP_MAX_BYTES": env.int("CTOP_HTTP_MAX_MB", default=8) * 2**20,
+    # The largest websocket message accepted (subscribe_events --max-frame-kb): the events ctop
+    # subscribes to are under 2 kB (a vote is ~640 bytes); a longer frame drops the connection.
+    "WS_MAX_FRAME_BYTES": env.int("CTOP_WS_MAX_FRAME_KB", default=1024) * 1024,
+    # Dead letters keep at most this much of the refused frame or entry (and its full length).
+    "DEAD_LETTER_MAX_BYTES": env.int("CTOP_DEAD_LETTER_MAX_KB", default=64) * 1024,
+    # Heights accepted either side of the chain's plausible current height (subscribe_events
+    # --plausible-heights); see consensus.subscriber.window.
+    "PLAUSIBLE_HEIGHTS": env.int("CTOP_PLAUSIBLE_HEIGHTS", default=100),
 }

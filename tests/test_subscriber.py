@@ -7,7 +7,7 @@ import time
 import pytest
 
 from consensus import protocol as p
-from consensus.protocol.stream import KIND_BLOCK, KIND_GAP, KIND_STATUS
+from consensus.protocol.stream import KIND_COMMIT, KIND_GAP, KIND_STATUS
 from consensus.simulator import Scenario, SimChain, SimulatorThread, Window
 
 from .subscriberhelpers import decoded, entries, entries_of_kind, frames, running, target, wait_until
@@ -82,8 +82,9 @@ def test_dropped_connections_reconnect_record_gaps_and_backfill(sim, redis_clien
         assert worker.counters.reconnects >= 1
     gaps = [g for g in entries_of_kind(redis_client, "sim-1", KIND_GAP) if "not listening" in g["reason"]]
     assert gaps and gaps[0]["to"] - gaps[0]["from"] >= 5  # ~1 s of 0.1 s blocks
-    blocks = [p.decode_block(e.payload) for e in entries(redis_client, "sim-1") if e.kind == KIND_BLOCK]
-    covered = {b.last_commit.height for b in blocks}
+    commits = [p.decode_commit(e.payload) for e in entries(redis_client, "sim-1") if e.kind == KIND_COMMIT]
+    assert all(c.canonical for c in commits)
+    covered = {c.height for c in commits}
     assert set(range(gaps[0]["from"], gaps[0]["to"] + 1)) <= covered
     states = [s["state"] for s in entries_of_kind(redis_client, "sim-1", KIND_STATUS)]
     assert states[:1] == ["connected"] and "disconnected" in states

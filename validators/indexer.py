@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from django.utils import timezone
 
 from consensus import protocol as p
+from consensus.endpoints import NoUsableEndpoint, best_client
 from consensus.models import Chain
 from consensus.rpc import EndpointError, RPCClient
-from consensus.subscriber.endpoints import NoUsableEndpoint, best_client
 
 from .models import SetIndexState, SetMembership
 from .selectors import active_set

@@ -26,7 +26,7 @@ from django.db.utils import DataError
 from consensus.models import Chain
 from consensus.streams import GROUP, stream_key
 
-from .decode import Batch, decode_into
+from .decode import Batch, dead_row, decode_into
 from .publish import LivePublisher
 from .store import ValidatorCache, persist
 
@@ -183,7 +183,7 @@ class StreamConsumer:
                     chain = self.chains[key]
                     entry_id = item[0].decode() if isinstance(item[0], bytes) else str(item[0])
                     letter = Batch(
-                        dead=[(chain.pk, key, entry_id, -1, str(item[1])[:100_000], f"refused by the database: {exc}")]
+                        dead=[dead_row(chain.pk, key, entry_id, -1, str(item[1]), f"refused by the database: {exc}")]
                     )
                     counts = persist(letter, self.validators)
                 self._ack([(key, [item])])
@@ -224,8 +224,8 @@ class StreamConsumer:
         for chain_id, n in rows.items():
             self.stats.per_chain.setdefault(by_id[chain_id], ChainStats()).rows += n
         for row in batch.dead:
-            if row[0] in by_id:
-                self.stats.per_chain.setdefault(by_id[row[0]], ChainStats()).dead_letters += 1
+            if row.chain_id in by_id:
+                self.stats.per_chain.setdefault(by_id[row.chain_id], ChainStats()).dead_letters += 1
         if self.publisher:
             for chain_id, (height, round_) in batch.newest.items():
                 self.publisher.publish(by_id[chain_id], height, round_)

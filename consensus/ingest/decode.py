@@ -1,6 +1,9 @@
 """Stream entries into rows for PostgreSQL, through the one protocol module.
 
 Undecodable entries and frames become dead letters with their reason; nothing raises out of here.
+Every decoded event is checked against the plausible-height window its entry was received under
+(consensus.plausible): an event outside it is refused as a dead letter, never stored, so no frame
+can move a chain's latest height far ahead, whatever its text looked like to the subscriber.
 """
 
 from __future__ import annotations
@@ -8,13 +11,20 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import NamedTuple
 
+from django.conf import settings
+
+from common.text import one_line
 from consensus import protocol as p
+from consensus.protocol.fields import INT64_MAX
 from consensus.protocol.stream import (
     KIND_BLOCK,
+    KIND_COMMIT,
     KIND_FRAME,
     KIND_FRAMES,
     KIND_GAP,
+    KIND_REFUSED,
     KIND_STATUS,
     StreamEntry,
     decode_entry,
@@ -27,12 +37,41 @@ def _time(ns: int) -> datetime:
     return datetime.fromtimestamp(ns / 1e9, tz=UTC)
 
 
+class VoteRow(NamedTuple):
+    """A vote as COPY writes it (the address is resolved to a validator id on the way)."""
+
+    chain_id: int
+    height: int
+    round: int
+    type: int
+    address: str
+    validator_index: int
+    block_hash: bytes | None
+    timestamp: datetime
+    received_at: datetime
+    signature: bytes | None
+
+
+class DeadRow(NamedTuple):
+    chain_id: int | None
+    stream: str
+    entry_id: str
+    frame_index: int
+    payload: str  # cut to the dead-letter bound
+    length: int  # the original length, in characters
+    reason: str
+
+
+def dead_row(chain_id: int | None, stream: str, entry_id: str, index: int, payload: str, reason: str) -> DeadRow:
+    limit = settings.CTOP["DEAD_LETTER_MAX_BYTES"]
+    return DeadRow(chain_id, stream, entry_id, index, payload[:limit], len(payload), one_line(reason, 1000))
+
+
 @dataclass
 class Batch:
     """Rows decoded from a batch of stream entries, keyed by chain id (addresses not yet resolved)."""
 
-    # (chain_id, height, round, type, address, validator_index, block_hash, timestamp, received_at, signature)
-    votes: list[tuple] = field(default_factory=list)
+    votes: list[VoteRow] = field(default_factory=list)
     # (chain_id, height, round) -> [started_at, proposer_address, proposer_index, block_hash]
     rounds: dict[tuple[int, int, int], list] = field(default_factory=dict)
     # (chain_id, height, round, step) -> seen_at
@@ -41,10 +80,9 @@ class Batch:
     commit_sigs: dict[tuple[int, int, int], tuple] = field(default_factory=dict)
     # (chain_id, from, to) -> (reason, detected_at, backfilled_at)
     gaps: dict[tuple[int, int, int], tuple] = field(default_factory=dict)
-    # chain_id -> (state, endpoint, reason, height, updated_at), the latest only
+    # chain_id -> (state, endpoint, reason, height, updated_at, interval), the latest only
     statuses: dict[int, tuple] = field(default_factory=dict)
-    # (chain_id or None, stream, entry_id, frame_index, payload, reason)
-    dead: list[tuple] = field(default_factory=list)
+    dead: list[DeadRow] = field(default_factory=list)
     # chain_id -> (height, round) of the newest consensus event, for live pages
     newest: dict[int, tuple[int, int]] = field(default_factory=dict)
 
@@ -52,23 +90,26 @@ class Batch:
         if (height, round_) > self.newest.get(chain_id, (0, 0)):
             self.newest[chain_id] = (height, round_)
 
+    def add_vote(self, chain_id: int, vote: p.Vote, received: datetime) -> None:
+        self.votes.append(
+            VoteRow(
+                chain_id,
+                vote.height,
+                vote.round,
+                vote.type,
+                vote.validator_address,
+                vote.validator_index,
+                vote.block_hash,
+                vote.timestamp,
+                received,
+                vote.signature,
+            )
+        )
+        self.touch(chain_id, vote.height, vote.round)
+
     def add_event(self, chain_id: int, event: object, received: datetime) -> None:
         if isinstance(event, p.Vote):
-            self.votes.append(
-                (
-                    chain_id,
-                    event.height,
-                    event.round,
-                    event.type,
-                    event.validator_address,
-                    event.validator_index,
-                    event.block_hash,
-                    event.timestamp,
-                    received,
-                    event.signature,
-                )
-            )
-            self.touch(chain_id, event.height, event.round)
+            self.add_vote(chain_id, event, received)
         elif isinstance(event, p.NewRound):
             row = self.rounds.setdefault((chain_id, event.height, event.round), [received, None, None, None])
             row[0] = min(row[0], received)
@@ -93,6 +134,130 @@ class Batch:
             )
 
 
+@dataclass
+class _Entry:
+    """One stream entry being decoded, with where it came from (for dead letters)."""
+
+    batch: Batch
+    chain_id: int
+    stream: str
+    entry_id: str
+    entry: StreamEntry
+    received: datetime
+
+    def dead(self, index: int, payload: str, reason: str) -> None:
+        self.batch.dead.append(dead_row(self.chain_id, self.stream, self.entry_id, index, payload, reason))
+
+    def outside(self, height: int) -> str | None:
+        """Why `height` is refused (outside the window the subscriber received it under), or None."""
+        window = self.entry.window
+        if window is not None and not window[0] <= height <= window[1]:
+            return f"height {height} is outside the plausible heights {window[0]}..{window[1]}"
+        return None
+
+    def above(self, height: int) -> bool:
+        return self.entry.window is not None and height > self.entry.window[1]
+
+
+def _frames(e: _Entry) -> None:
+    for i, frame in enumerate(entry_frames(e.entry)):
+        vote = fast_vote_frame(frame)  # most frames are votes: the short path first
+        if vote is None:
+            try:
+                value = p.decode_frame(frame)
+            except p.ProtocolError as exc:
+                e.dead(i, frame.decode(errors="replace"), str(exc))
+                continue
+            if isinstance(value, p.SubscribeAck | p.RPCError):
+                continue
+        else:
+            value = vote
+        height = getattr(value, "height", None)
+        why = e.outside(height) if height is not None else None
+        if why:
+            e.dead(i, frame.decode(errors="replace"), f"refused: {why}")
+        elif value is vote:
+            e.batch.add_vote(e.chain_id, vote, e.received)
+        else:
+            e.batch.add_event(e.chain_id, value, e.received)
+
+
+def _commit(e: _Entry, commit: p.Commit | None) -> None:
+    if commit is None:
+        return
+    if commit.canonical is False:
+        raise p.BadValue(f"the commit of height {commit.height} is not canonical")
+    e.batch.add_commit(e.chain_id, commit)
+
+
+def _block(e: _Entry) -> None:  # backfills written before /commit was used
+    _commit(e, p.decode_block(e.entry.payload).last_commit)
+
+
+def _commit_reply(e: _Entry) -> None:
+    _commit(e, p.decode_commit(e.entry.payload))
+
+
+def _height(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= INT64_MAX:
+        raise p.BadValue(f"{what}: {value!r:.40} is not a height")
+    return value
+
+
+def _gap(e: _Entry) -> None:
+    doc = json.loads(e.entry.payload)
+    start, end = _height(doc["from"], "gap from"), _height(doc["to"], "gap to")
+    if end < start:
+        raise p.BadValue(f"gap {start}..{end} is not a height range")
+    if e.above(end):  # its start may be old (ctop was away): only the top is bounded
+        raise p.BadValue(f"gap {start}..{end} ends above the plausible heights (up to {e.entry.window[1]})")
+    key = (e.chain_id, start, end)
+    backfilled = e.received if doc.get("backfilled") else None
+    old = e.batch.gaps.get(key)
+    e.batch.gaps[key] = (one_line(doc.get("reason", ""), 255), e.received, backfilled or (old[2] if old else None))
+
+
+def _status(e: _Entry) -> None:
+    doc = json.loads(e.entry.payload)
+    height = doc.get("height")
+    if height is not None:
+        height = _height(height, "status height")
+        if e.above(height):
+            height = None  # a status never carries a height the window refuses
+    interval = doc.get("interval")
+    interval = float(interval) if isinstance(interval, int | float) and 0.1 <= interval <= 3600 else None
+    status = (
+        one_line(doc.get("state", ""), 32),
+        one_line(doc.get("endpoint") or "", 255),
+        one_line(doc.get("reason") or "", 1000),
+        height,
+        e.received,
+        interval,
+    )
+    if e.chain_id not in e.batch.statuses or e.batch.statuses[e.chain_id][4] <= e.received:
+        e.batch.statuses[e.chain_id] = status
+
+
+def _refused(e: _Entry) -> None:
+    doc = json.loads(e.entry.payload)
+    frame, length = str(doc.get("frame", "")), doc.get("length")
+    row = dead_row(e.chain_id, e.stream, e.entry_id, 0, frame, f"refused by the subscriber: {doc.get('reason', '')}")
+    if isinstance(length, int) and length > row.length:
+        row = row._replace(length=length)
+    e.batch.dead.append(row)
+
+
+_HANDLERS = {
+    KIND_FRAME: _frames,
+    KIND_FRAMES: _frames,
+    KIND_BLOCK: _block,
+    KIND_COMMIT: _commit_reply,
+    KIND_GAP: _gap,
+    KIND_STATUS: _status,
+    KIND_REFUSED: _refused,
+}
+
+
 def decode_into(batch: Batch, stream: str, entry_id: bytes, fields: dict, chain_id: int, chain_name: str) -> None:
     """Decode one stream entry into `batch` (dead letters for what cannot be decoded)."""
     eid = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
@@ -100,81 +265,17 @@ def decode_into(batch: Batch, stream: str, entry_id: bytes, fields: dict, chain_
         entry: StreamEntry = decode_entry(fields)
     except p.ProtocolError as exc:
         raw = json.dumps({k.decode(errors="replace"): v.decode(errors="replace") for k, v in fields.items()})
-        batch.dead.append((chain_id, stream, eid, 0, raw, f"bad stream entry: {exc}"))
+        batch.dead.append(dead_row(chain_id, stream, eid, 0, raw, f"bad stream entry: {exc}"))
         return
+    e = _Entry(batch, chain_id, stream, eid, entry, _time(entry.received_ns))
     if entry.chain != chain_name:
-        batch.dead.append(
-            (
-                chain_id,
-                stream,
-                eid,
-                0,
-                entry.payload.decode(errors="replace"),
-                f"entry names chain {entry.chain!r} but sits in the stream of {chain_name!r}",
-            )
+        e.dead(
+            0,
+            entry.payload.decode(errors="replace"),
+            f"entry names chain {entry.chain!r:.80} but sits in the stream of {chain_name!r}",
         )
         return
-    received = _time(entry.received_ns)
     try:
-        if entry.kind in (KIND_FRAME, KIND_FRAMES):
-            for i, frame in enumerate(entry_frames(entry)):
-                vote = fast_vote_frame(frame)  # most frames are votes: the short path first
-                if vote is not None:
-                    batch.votes.append(
-                        (
-                            chain_id,
-                            vote.height,
-                            vote.round,
-                            vote.type,
-                            vote.validator_address,
-                            vote.validator_index,
-                            vote.block_hash,
-                            vote.timestamp,
-                            received,
-                            vote.signature,
-                        )
-                    )
-                    batch.touch(chain_id, vote.height, vote.round)
-                    continue
-                try:
-                    value = p.decode_frame(frame)
-                except p.ProtocolError as exc:
-                    batch.dead.append((chain_id, stream, eid, i, frame.decode(errors="replace"), str(exc)))
-                    continue
-                if not isinstance(value, p.SubscribeAck | p.RPCError):
-                    batch.add_event(chain_id, value, received)
-        elif entry.kind == KIND_BLOCK:
-            block = p.decode_block(entry.payload)
-            if block.last_commit is not None:
-                batch.add_commit(chain_id, block.last_commit)
-        elif entry.kind == KIND_GAP:
-            doc = json.loads(entry.payload)
-            start, end = int(doc["from"]), int(doc["to"])
-            if start <= 0 or end < start:
-                raise p.BadValue(f"gap {start}..{end} is not a height range")
-            key = (chain_id, start, end)
-            backfilled = received if doc.get("backfilled") else None
-            old = batch.gaps.get(key)
-            batch.gaps[key] = (str(doc.get("reason", ""))[:255], received, backfilled or (old[2] if old else None))
-        elif entry.kind == KIND_STATUS:
-            doc = json.loads(entry.payload)
-            status = (
-                str(doc.get("state", ""))[:32],
-                str(doc.get("endpoint") or "")[:255],
-                str(doc.get("reason") or ""),
-                doc.get("height") if isinstance(doc.get("height"), int) else None,
-                received,
-            )
-            if chain_id not in batch.statuses or batch.statuses[chain_id][4] <= received:
-                batch.statuses[chain_id] = status
-    except (p.ProtocolError, ValueError, KeyError, TypeError) as exc:
-        batch.dead.append(
-            (
-                chain_id,
-                stream,
-                eid,
-                0,
-                entry.payload.decode(errors="replace")[:100_000],
-                f"undecodable {entry.kind.decode()} entry: {exc}",
-            )
-        )
+        _HANDLERS[entry.kind](e)
+    except (p.ProtocolError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        e.dead(0, entry.payload.decode(errors="replace"), f"undecodable {entry.kind.decode()} entry: {exc}")

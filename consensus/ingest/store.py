@@ -135,18 +135,32 @@ def persist(batch: Batch, validators: ValidatorCache) -> dict[str, int]:
                 )
                 counts["gaps"] = len(batch.gaps)
             if batch.statuses:
+                # `since`: when the current state began (a heartbeat repeating the state keeps it), so
+                # the analysis can tell how long ctop has been watching, or blind.
                 cur.executemany(
-                    "INSERT INTO consensus_chainstatus (chain_id, state, endpoint, reason, height, updated_at)"
-                    " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (chain_id) DO UPDATE SET state = EXCLUDED.state,"
-                    " endpoint = EXCLUDED.endpoint, reason = EXCLUDED.reason, height = EXCLUDED.height,"
-                    " updated_at = EXCLUDED.updated_at WHERE consensus_chainstatus.updated_at <= EXCLUDED.updated_at",
-                    [(c, *v) for c, v in batch.statuses.items()],
+                    "INSERT INTO consensus_chainstatus (chain_id, state, endpoint, reason, height, updated_at,"
+                    " interval, since) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (chain_id) DO UPDATE"
+                    " SET state = EXCLUDED.state, endpoint = EXCLUDED.endpoint, reason = EXCLUDED.reason,"
+                    " height = EXCLUDED.height, updated_at = EXCLUDED.updated_at, interval = EXCLUDED.interval,"
+                    " since = CASE WHEN consensus_chainstatus.state = EXCLUDED.state"
+                    "  AND consensus_chainstatus.endpoint = EXCLUDED.endpoint"
+                    "  THEN consensus_chainstatus.since ELSE EXCLUDED.since END"
+                    " WHERE consensus_chainstatus.updated_at <= EXCLUDED.updated_at",
+                    [(c, *v, v[4]) for c, v in batch.statuses.items()],
                 )
             if batch.dead:
                 DeadLetter.objects.bulk_create(
                     [
-                        DeadLetter(chain_id=c, stream=s, entry_id=e, frame_index=i, payload=payload, reason=reason)
-                        for c, s, e, i, payload, reason in batch.dead
+                        DeadLetter(
+                            chain_id=d.chain_id,
+                            stream=d.stream,
+                            entry_id=d.entry_id,
+                            frame_index=d.frame_index,
+                            payload=d.payload,
+                            length=d.length,
+                            reason=d.reason,
+                        )
+                        for d in batch.dead
                     ],
                     ignore_conflicts=True,
                 )

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import enum
 
+from common.text import one_line
+
 
 class ProtocolError(ValueError):
     """What a node sent cannot be understood. The message says what and where, for an operator."""
@@ -75,7 +77,9 @@ class RPCError(ProtocolError):
         self.message = message
         self.data = data
         self.kind = classify_rpc_error(code, message, data)
-        super().__init__(f"RPC error {code} ({self.kind.value}): {message}{': ' + data if data else ''}")
+        # The node's own words, made one bounded line: they reach logs, statuses and alert summaries.
+        detail = one_line(message, 200) + (": " + one_line(data, 300) if data else "")
+        super().__init__(f"RPC error {code} ({self.kind.value}): {detail}")
 
     @property
     def reason(self) -> str:

@@ -14,7 +14,10 @@ KIND_FRAME = b"frame"  # one websocket text frame
 KIND_FRAMES = b"frames"  # consecutive frames received in one burst (netstrings), one entry for many
 KIND_GAP = b"gap"  # heights the subscriber did not observe
 KIND_BLOCK = b"block"  # a /block reply fetched by the backfill
-KIND_STATUS = b"status"  # connection state of a chain (connected endpoint, failures)
+KIND_STATUS = b"status"  # connection state of a chain (connected endpoint, failures), also a heartbeat
+KIND_COMMIT = b"commit"  # a /commit reply fetched by the backfill (the canonical commit of a gap height)
+KIND_REFUSED = b"refused"  # a frame the subscriber refused (JSON: reason, length, the frame cut short)
+KINDS = (KIND_FRAME, KIND_FRAMES, KIND_GAP, KIND_BLOCK, KIND_STATUS, KIND_COMMIT, KIND_REFUSED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,16 +26,22 @@ class StreamEntry:
     chain: str
     received_ns: int  # unix time in nanoseconds when the subscriber received it
     payload: bytes  # the frame / reply, or a small JSON document for gap and status
-    endpoint: str = ""
+    endpoint: str = ""  # redacted: it may be shown
+    # (floor, ceiling): the heights that were plausible when it was received (consensus.plausible);
+    # stream_events refuses decoded events outside it. None: entries from before the guard.
+    window: tuple[int, int] | None = None
 
     def to_fields(self) -> dict[bytes, bytes]:
-        return {
+        fields = {
             b"k": self.kind,
             b"c": self.chain.encode(),
             b"t": str(self.received_ns).encode(),
             b"e": self.endpoint.encode(),
             b"p": self.payload,
         }
+        if self.window is not None:
+            fields[b"w"] = b"%d:%d" % self.window
+        return fields
 
 
 def decode_entry(fields: dict[bytes, bytes]) -> StreamEntry:
@@ -40,17 +49,21 @@ def decode_entry(fields: dict[bytes, bytes]) -> StreamEntry:
         kind, chain, received, payload = fields[b"k"], fields[b"c"], fields[b"t"], fields[b"p"]
     except KeyError as exc:
         raise MissingField(f"stream entry field {exc.args[0]!r} is missing") from None
-    if kind not in (KIND_FRAME, KIND_FRAMES, KIND_GAP, KIND_BLOCK, KIND_STATUS):
+    if kind not in KINDS:
         raise BadValue(f"stream entry kind {kind!r:.40} is unknown")
+    window = None
     try:
         received_ns = int(received)
         chain_name = chain.decode()
         endpoint = fields.get(b"e", b"").decode()
+        if b"w" in fields:
+            floor, ceiling = (int(x) for x in fields[b"w"].split(b":"))
+            window = (floor, ceiling)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadValue(f"stream entry header: {exc}") from None
     if received_ns <= 0:
         raise BadValue("stream entry time must be positive")
-    return StreamEntry(kind=kind, chain=chain_name, received_ns=received_ns, payload=payload, endpoint=endpoint)
+    return StreamEntry(kind, chain_name, received_ns, payload, endpoint, window)
 
 
 def encode_frames(frames: list[bytes]) -> bytes:

@@ -323,6 +323,7 @@ def peek_frame(text: str) -> Peek:
     if h >= 0:
         h_end = text.find('"', h + len(_HEIGHT_MARK))
         digits = text[h + len(_HEIGHT_MARK) : h_end]
-        if 0 < len(digits) <= 19 and digits.isdigit():
+        # ASCII digits only ("²".isdigit() is true, and int() refuses it), within int64.
+        if 0 < len(digits) <= 19 and digits.isascii() and digits.isdigit() and int(digits) <= f.INT64_MAX:
             height = int(digits)
     return Peek("event", event, height, event == "RoundState" and '"step":"RoundStepNewHeight"' in text)

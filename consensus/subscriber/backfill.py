@@ -1,6 +1,7 @@
-"""Backfill of gaps: precommit participation of heights ctop did not observe, from `/block?height=H+1`
-(its last_commit is the canonical commit of H). The raw replies go into the same stream as frames,
-so stream_events stores them the same at-least-once way."""
+"""Backfill of gaps: precommit participation of heights ctop did not observe, from the canonical
+commit (`/commit?height=H` once H+1 is committed; small, unlike `/block`, which carries every
+transaction). The raw replies go into the same stream as frames, so stream_events stores them the
+same at-least-once way."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ import threading
 import time
 from collections import deque
 
+from common.text import redact_url
 from consensus import protocol as p
-from consensus.protocol.stream import KIND_BLOCK, KIND_GAP, StreamEntry
+from consensus.protocol.stream import KIND_COMMIT, KIND_GAP, StreamEntry
 from consensus.rpc import EndpointError, RPCClient
 
-from .endpoints import HealthChecker
+from .health import HealthChecker
 from .writer import StreamWriter
 
 log = logging.getLogger("ctop.subscriber")
@@ -71,29 +73,35 @@ class Backfiller(threading.Thread):
             self.writer.put(
                 StreamEntry(KIND_GAP, self.chain, time.time_ns(), json.dumps(doc).encode()), None, self.stop
             )
-        for client in clients.values():
-            client.close()
 
     def _fill(self, height: int, clients: dict[str, RPCClient]) -> bool:
-        """Fetch the commit of `height`; wait (or retry with backoff) until some endpoint has it."""
+        """Fetch the canonical commit of `height`; wait (or retry with backoff) until some endpoint has it."""
         delay = 0.5
         while not self.stop.is_set():
             candidates = [
                 s
                 for s in sorted(self.health.snapshot(), key=lambda s: s.priority)
-                if s.status and s.status.latest_height > height
+                if s.status and not s.implausible and s.status.latest_height > height
             ]
             for state in candidates:
                 client = clients.setdefault(state.url, RPCClient(state.url, timeout=self.timeout))
                 try:
-                    text = client.block_text(height + 1)
-                    block = p.decode_block(text)
+                    text = client.commit_text(height)
+                    commit = p.decode_commit(text)
                 except (EndpointError, p.ProtocolError) as exc:
-                    log.info("chain=%s backfill of height %d from %s failed: %s", self.chain, height, state.url, exc)
+                    log.info("chain=%s backfill of height %d failed: %s", self.chain, height, exc)
                     continue
-                if block.height != height + 1:
+                if commit.height != height or not commit.canonical:
+                    log.info(
+                        "chain=%s backfill of height %d: %s answered with %s commit of height %d",
+                        self.chain,
+                        height,
+                        redact_url(state.url),
+                        "a canonical" if commit.canonical else "a non-canonical",
+                        commit.height,
+                    )
                     continue
-                entry = StreamEntry(KIND_BLOCK, self.chain, time.time_ns(), text.encode(), state.url)
+                entry = StreamEntry(KIND_COMMIT, self.chain, time.time_ns(), text.encode(), redact_url(state.url))
                 self.writer.put(entry, None, self.stop)
                 self.filled += 1
                 return True

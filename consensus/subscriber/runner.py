@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import redis
 
-from consensus.streams import GROUP, last_height_key, stream_key
+from common.text import one_line
+from consensus.streams import GROUP, decode_last_height, last_height_key, stream_key
 
 from .backfill import Backfiller
 from .worker import ChainWorker, Options
@@ -58,7 +59,7 @@ class SubscribeRunner:
         self.workers: list[ChainWorker] = []
         self.backfillers: list[Backfiller] = []
 
-    def _last_height(self, chain: str) -> int | None:
+    def _last_height(self, chain: str) -> tuple[int, float | None] | None:
         try:
             raw = self.client.get(last_height_key(chain))
         except redis.RedisError as exc:
@@ -66,10 +67,10 @@ class SubscribeRunner:
                 "chain=%s cannot read the last delivered height from Redis (%s); gaps since the last run "
                 "will show from the first height seen",
                 chain,
-                exc,
+                one_line(exc),
             )
             return None
-        return int(raw) if raw else None
+        return decode_last_height(raw)
 
     def start(self) -> None:
         if self.workers:
@@ -138,9 +139,9 @@ class SubscribeRunner:
             last_counts[w.chain] = c.events
             log.info(
                 "chain=%s endpoint=%s height=%s events=%d rate=%.0f/s reconnects=%d failovers=%d gaps=%d "
-                "malformed=%d errors=%s backfilled=%d buffered=%d",
+                "malformed=%d refused=%d errors=%s backfilled=%d buffered=%d",
                 w.chain,
-                w.connected_url or "-",
+                w.out.endpoint or "-",
                 w.last_height,
                 c.events,
                 rate,
@@ -148,6 +149,7 @@ class SubscribeRunner:
                 c.failovers,
                 c.gaps,
                 c.malformed,
+                c.refused,
                 c.errors or "{}",
                 next(b.filled for b in self.backfillers if b.chain == w.chain),
                 self.writer.buffered,

@@ -1,9 +1,10 @@
 """One chain's subscription: connect, subscribe, read, hand every frame to the writer; reconnect
-forever with backoff; fail over between endpoints; record what it did not see as gaps."""
+forever; switch to another usable endpoint at once when the current one fails; record what it did
+not see as gaps; refuse heights nothing vouches for.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import threading
@@ -12,13 +13,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import websocket
+from django.conf import settings
 
+from common.text import one_line, redact_url
 from consensus import protocol as p
+from consensus.endpoints import check_endpoints, choose
 from consensus.networks import websocket_url
-from consensus.protocol.stream import KIND_FRAMES, KIND_GAP, KIND_STATUS, StreamEntry, encode_frames
+from consensus.plausible import HeightReference
 
-from .endpoints import HealthChecker, choose, judge
+from .health import HealthChecker
+from .outbox import Outbox
 from .writer import StreamWriter
+from .wsclient import BoundedWebSocket, MessageTooLarge, MessageTooSlow
 
 log = logging.getLogger("ctop.subscriber")
 
@@ -29,13 +35,16 @@ SUBSCRIPTIONS = ("NewRound", "NewRoundStep", "Vote", "CompleteProposal")
 @dataclass
 class Options:
     silence_timeout: float = 30.0  # no frame for this long while the chain advances: reconnect
-    health_interval: float = 10.0
-    http_timeout: float = 5.0
+    health_interval: float = 10.0  # /status of every endpoint; also the heartbeat of the chain's status
+    http_timeout: float = 5.0  # total deadline of one HTTP call, and of the websocket handshake
     max_lag_blocks: int = 5
     stale_after: float = 60.0
     backoff_base: float = 0.5
     backoff_max: float = 30.0
-    backfill_limit: int = 1000  # most recent heights of a gap to backfill from /block
+    backfill_limit: int = 1000  # most recent heights of a gap to backfill
+    max_frame_bytes: int = 0  # 0: settings.CTOP["WS_MAX_FRAME_BYTES"]
+    message_deadline: float = 10.0  # a websocket message must arrive whole within this long
+    plausible_heights: int = 0  # 0: settings.CTOP["PLAUSIBLE_HEIGHTS"]
 
 
 @dataclass
@@ -43,6 +52,7 @@ class Counters:
     events: int = 0
     other_frames: int = 0
     malformed: int = 0
+    refused: int = 0
     reconnects: int = 0
     failovers: int = 0
     gaps: int = 0
@@ -59,7 +69,7 @@ class SessionEnd(Exception):
         super().__init__(reason)
         self.reason = reason
         self.got_events = got_events
-        self.switch = switch  # a deliberate failover/failback: reconnect at once
+        self.switch = switch  # a deliberate failover/failback: reconnect at once, no penalty
 
 
 class ChainWorker(threading.Thread):
@@ -72,80 +82,81 @@ class ChainWorker(threading.Thread):
         writer: StreamWriter,
         stop: threading.Event,
         options: Options,
-        last_height: int | None = None,
+        last_height: tuple[int, float | None] | None = None,
         adopt_chain_id: Callable[[str], str] | None = None,
         on_gap: Callable[[int, int, str], None] | None = None,
     ) -> None:
         super().__init__(name=f"subscriber-{chain_name}", daemon=True)
         self.chain = chain_name
         self.chain_id = chain_id
-        self.writer = writer
         self.stop = stop
         self.opts = options
+        self.reference = HeightReference(options.plausible_heights or settings.CTOP["PLAUSIBLE_HEIGHTS"])
         self.health = HealthChecker(
-            chain_name, endpoints, interval=options.health_interval, timeout=options.http_timeout, stop=stop
+            chain_name,
+            endpoints,
+            interval=options.health_interval,
+            timeout=options.http_timeout,
+            stop=stop,
+            reference=self.reference,
+            penalty_base=options.backoff_base,
+            penalty_max=options.backoff_max,
         )
+        self.out = Outbox(chain_name, writer, stop)
         self.adopt_chain_id = adopt_chain_id
         self.on_gap = on_gap
         self.counters = Counters()
-        self.last_height = last_height  # highest height observed (from Redis across restarts)
+        # The highest height observed: from Redis across restarts, checked against the window first.
+        self.last_height = last_height[0] if last_height else None
+        if last_height:
+            at = last_height[1]
+            age = time.time() - at if at is not None else 30 * 86400.0  # no time kept: assume old
+            self.reference.note_record(last_height[0], self.reference.clock() - max(age, 0.0))
+        self._healed = False
         self.connected_url = ""
-        self._all_failing_logged = False
-        self._batch: list[bytes] = []
-        self._batch_height = 0
-        self._batch_started = 0.0
-        self._batch_ns = 0
+        self._blind_reason = ""
+        self._next_heartbeat = 0.0
+        self._gap_reason = "not listening (disconnected or restarted)"
 
     # --- bookkeeping ---
 
-    def _put(self, kind: bytes, payload: bytes, height: int | None = None) -> None:
-        self._flush()  # control entries keep their place after the frames before them
-        entry = StreamEntry(
-            kind=kind, chain=self.chain, received_ns=time.time_ns(), payload=payload, endpoint=self.connected_url
-        )
-        self.writer.put(entry, height, self.stop)
-
-    # Frames go to Redis in bursts: one stream entry per up to BATCH_FRAMES frames or BATCH_SECONDS,
-    # which takes Redis and the per-entry work out of the hot path (one XADD for many events).
-    BATCH_FRAMES = 256
-    BATCH_SECONDS = 0.02
-
-    def _frame_out(self, text: str, height: int | None) -> None:
-        if not self._batch:
-            self._batch_started = time.monotonic()
-            self._batch_ns = time.time_ns()
-        self._batch.append(text.encode())
-        if height is not None and height > self._batch_height:
-            self._batch_height = height
-        if len(self._batch) >= self.BATCH_FRAMES:
-            self._flush()
-
-    def _flush(self) -> None:
-        if not self._batch:
-            return
-        entry = StreamEntry(
-            kind=KIND_FRAMES,
-            chain=self.chain,
-            received_ns=self._batch_ns,
-            payload=encode_frames(self._batch),
-            endpoint=self.connected_url,
-        )
-        height, count = self._batch_height or None, len(self._batch)
-        self._batch, self._batch_height = [], 0
-        self.writer.put(entry, height, self.stop, count=count)
-
     def _status(self, state: str, **extra: object) -> None:
-        doc = {"state": state, "endpoint": self.connected_url, "height": self.last_height, **extra}
-        self._put(KIND_STATUS, json.dumps(doc).encode())
+        self.out.status(state, self.last_height, self.opts.health_interval, **extra)
+        self._next_heartbeat = time.monotonic() + self.opts.health_interval
+
+    def _heartbeat(self) -> None:
+        """The chain's state, repeated every health interval: a reader can tell a live report from an
+        old one (a stopped subscriber reports nothing, and its last word must not pass for news)."""
+        if time.monotonic() < self._next_heartbeat:
+            return
+        if self.connected_url:
+            self._status("connected")
+        else:
+            self._status("all_failing" if self._blind_reason else "disconnected", reason=self._blind_reason)
 
     def _gap(self, start: int, end: int, reason: str) -> None:
         if end < start:
             return
         self.counters.gaps += 1
         log.warning("chain=%s gap heights %d..%d: %s", self.chain, start, end, reason)
-        self._put(KIND_GAP, json.dumps({"from": start, "to": end, "reason": reason}).encode())
+        self.out.gap(start, end, reason)
         if self.on_gap:
             self.on_gap(start, end, reason)
+
+    def _refresh_window(self) -> None:
+        window = self.health.window()
+        self.out.window = window
+        if window is not None and not self._healed:
+            self._healed = True
+            if self.health.heal():
+                log.warning(
+                    "chain=%s the recorded latest height %s is beyond any plausible height (%s): a value "
+                    "from a broken or lying endpoint; starting the record afresh",
+                    self.chain,
+                    self.last_height,
+                    window.describe(),
+                )
+                self.last_height = None
 
     # --- main loop ---
 
@@ -154,6 +165,7 @@ class ChainWorker(threading.Thread):
         self.health.checked.wait(self.opts.http_timeout * 2)
         attempt = 0
         while not self.stop.is_set():
+            self._refresh_window()
             try:
                 url = self._pick_endpoint()
             except Exception:
@@ -161,39 +173,57 @@ class ChainWorker(threading.Thread):
                 url = None
             if url is None:
                 attempt += 1
-                self._sleep(self._backoff(attempt))
-                self.health.check_now()
+                self._heartbeat()
+                # Wake at once when a penalised endpoint may be tried again; otherwise wait for the
+                # health checker, asking it for fresh answers less and less often (1, 2, 4 ... 32 s).
+                wait = self.health.next_penalty_end()
+                self._sleep(min(wait, 1.0) if wait is not None else 1.0)
+                if attempt & (attempt - 1) == 0 or attempt % 32 == 0:
+                    self.health.check_now()
                 continue
-            self._all_failing_logged = False
+            attempt = 0
             try:
                 got_events = self._session(url)
                 reason, switch = "closed", False
             except SessionEnd as end:
                 got_events, reason, switch = end.got_events, end.reason, end.switch
+            except (MessageTooLarge, MessageTooSlow) as exc:
+                got_events, reason, switch = False, str(exc), False
+                self._gap_reason = f"connection dropped: {exc}"
+                log.error("chain=%s endpoint=%s %s; dropping the connection", self.chain, redact_url(url), exc)
             except (websocket.WebSocketException, OSError) as exc:
                 got_events, reason, switch = False, f"{type(exc).__name__}: {exc}", False
             except Exception as exc:  # a bug must never kill the chain's subscription silently
                 log.exception("chain=%s unexpected error; reconnecting", self.chain)
-                got_events, reason, switch = False, f"unexpected {type(exc).__name__}: {exc}", False
+                got_events, reason, switch = False, f"unexpected {type(exc).__name__}", False
             if self.stop.is_set():
                 break
-            reason = reason.split(" -+-+- ")[0]  # websocket-client appends the whole HTTP response
+            # websocket-client appends the whole HTTP response to a handshake error; the node's text
+            # is untrusted in any case.
+            reason = one_line(reason.split(" -+-+- ")[0], 200)
+            if got_events:
+                self.health.succeeded(url)
             if self.connected_url:
                 self.counters.reconnects += 1
                 if switch:
                     self.counters.failovers += 1
-                log.warning("chain=%s endpoint=%s disconnected (%s); reconnecting", self.chain, url, reason)
+                log.warning("chain=%s endpoint=%s disconnected (%s)", self.chain, redact_url(url), reason)
+                self.connected_url = self.out.endpoint = ""
                 self._status("disconnected", reason=reason)
-                self.connected_url = ""
             else:
                 self.counters.error("connect_failed")
-            attempt = 0 if (got_events or switch) else attempt + 1
             if not switch:
-                delay = self._backoff(attempt)
+                penalty = self.health.penalize(url, reason)
                 if not got_events:
-                    log.warning("chain=%s cannot use %s (%s); retrying in %.1fs", self.chain, url, reason, delay)
-                self._sleep(delay)
+                    log.warning(
+                        "chain=%s cannot use %s (%s); not retrying it for %.1fs",
+                        self.chain,
+                        redact_url(url),
+                        reason,
+                        penalty,
+                    )
         self.connected_url = ""
+        self.health.join(1.0)
 
     def _backoff(self, attempt: int) -> float:
         # Exponential with full jitter: many ctops (or chains) never reconnect in lockstep.
@@ -202,38 +232,51 @@ class ChainWorker(threading.Thread):
     def _sleep(self, seconds: float) -> None:
         self.stop.wait(seconds)
 
+    def _checks(self):
+        return check_endpoints(
+            self.health.snapshot(),
+            self.chain_id,
+            max_lag_blocks=self.opts.max_lag_blocks,
+            stale_after=self.opts.stale_after,
+        )
+
     def _pick_endpoint(self) -> str | None:
-        states = self.health.snapshot()
         if not self.chain_id and self.adopt_chain_id:
-            reported = next((s.status.chain_id for s in sorted(states, key=lambda s: s.priority) if s.status), "")
+            states = sorted(self.health.snapshot(), key=lambda s: s.priority)
+            reported = next((s.status.chain_id for s in states if s.status and not s.implausible), "")
             if reported:
                 try:
                     self.chain_id = self.adopt_chain_id(reported)
                 except Exception as exc:
-                    log.error("chain=%s cannot adopt chain-id %r: %s", self.chain, reported, exc)
-        verdicts = judge(
-            states, self.chain_id, max_lag_blocks=self.opts.max_lag_blocks, stale_after=self.opts.stale_after
-        )
-        chosen = choose(verdicts)
+                    log.error("chain=%s cannot adopt chain-id %r: %s", self.chain, one_line(reported, 80), exc)
+        checks = self._checks()
+        chosen = choose(checks)
         if chosen is None:
-            if not self._all_failing_logged:
-                detail = "; ".join(f"{v.url}: {v.reason}" for v in verdicts)
+            detail = one_line("; ".join(f"{redact_url(c.url)}: {c.reason}" for c in checks), 500)
+            if not self._blind_reason:  # once until connected again; the heartbeat repeats it
                 log.error("chain=%s all endpoints failing, ctop is blind on this chain: %s", self.chain, detail)
+                self._blind_reason = detail
                 self._status("all_failing", reason=detail)
-                self._all_failing_logged = True
+            self._blind_reason = detail
             return None
         return chosen.url
 
     def _session(self, url: str) -> bool:
-        ws = websocket.WebSocket(skip_utf8_validation=True)
-        ws.connect(websocket_url(url), timeout=self.opts.http_timeout)
+        ws = BoundedWebSocket(
+            max_message=self.opts.max_frame_bytes or settings.CTOP["WS_MAX_FRAME_BYTES"],
+            message_deadline=self.opts.message_deadline,
+            skip_utf8_validation=True,
+        )
+        ws.connect_within(websocket_url(url), self.opts.http_timeout)
         got_events = False
         try:
             for i, name in enumerate(SUBSCRIPTIONS):
                 ws.send(p.subscribe_request(i, p.QUERIES[name]))
             ws.settimeout(1.0)
             self.connected_url = url
-            log.info("chain=%s connected to %s", self.chain, url)
+            self._blind_reason = ""
+            self.out.endpoint = redact_url(url)
+            log.info("chain=%s connected to %s", self.chain, redact_url(url))
             self._status("connected")
             first = True
             last_frame = next_check = time.monotonic()
@@ -241,16 +284,17 @@ class ChainWorker(threading.Thread):
             while not self.stop.is_set():
                 # Wait briefly while a batch is open (it must not sit for a quiet chain's next event);
                 # websocket-client resumes a frame that a timeout interrupted.
-                want = self.BATCH_SECONDS if self._batch else 1.0
+                want = self.out.BATCH_SECONDS if self.out.open else 1.0
                 if want != timeout:
                     ws.settimeout(want)
                     timeout = want
                 try:
                     text = ws.recv()
                 except websocket.WebSocketTimeoutException:
+                    ws.check_message_deadline()
                     text = None
                 now = time.monotonic()
-                if self._batch and (text is None or now - self._batch_started >= self.BATCH_SECONDS):
+                if self.out.open and (text is None or now - self.out.started >= self.out.BATCH_SECONDS):
                     self._flush()
                 if text:
                     last_frame = now
@@ -267,21 +311,35 @@ class ChainWorker(threading.Thread):
             ws.close(timeout=1)
         return got_events
 
+    def _flush(self) -> None:
+        height = self.out.flush()
+        if height is not None:
+            self.health.note_record(height)
+
     def _frame(self, text: str, first: bool) -> bool:
         """Handle one frame; True if it was a consensus event with a height."""
         peek = p.peek_frame(text)
         if peek.kind == "event" and peek.height is not None:
             h = peek.height
+            window = self.out.window
+            if window is None or h not in window:
+                self.counters.refused += 1
+                reason = (
+                    f"height {h} is outside the plausible heights {window.describe()}"
+                    if window
+                    else f"height {h} cannot be checked yet (no endpoint's /status known)"
+                )
+                if self.counters.refused in (1, 10, 100) or self.counters.refused % 1000 == 0:
+                    log.warning("chain=%s refused %d frame(s): %s", self.chain, self.counters.refused, reason)
+                self.out.refused(text, reason)
+                return False
             if first:
                 if self.last_height is None:
                     if not peek.new_height:
                         self._gap(h, h, "monitoring started mid-height")
                 else:
-                    self._gap(
-                        self.last_height,
-                        h if not peek.new_height else h - 1,
-                        "not listening (disconnected or restarted)",
-                    )
+                    self._gap(self.last_height, h if not peek.new_height else h - 1, self._gap_reason)
+                self._gap_reason = "not listening (disconnected or restarted)"
             elif self.last_height is not None and h > self.last_height + 1:
                 self._gap(
                     self.last_height,
@@ -291,7 +349,7 @@ class ChainWorker(threading.Thread):
             if self.last_height is None or h > self.last_height:
                 self.last_height = h
             self.counters.events += 1
-            self._frame_out(text, h)
+            self.out.frame(text, h)
             return True
         try:
             value = p.decode_frame(text)
@@ -299,7 +357,7 @@ class ChainWorker(threading.Thread):
             # Forwarded anyway: stream_events dead-letters it with the reason, nothing is dropped here.
             self.counters.malformed += 1
             log.debug("chain=%s malformed frame forwarded: %s", self.chain, exc)
-            self._frame_out(text, None)
+            self.out.frame(text, None)
             return False
         if isinstance(value, p.SubscribeAck):
             self.counters.other_frames += 1
@@ -309,29 +367,33 @@ class ChainWorker(threading.Thread):
             if value.kind is p.RPCErrorKind.ALREADY_SUBSCRIBED:
                 return False  # we are subscribed: fine
             if value.kind is p.RPCErrorKind.SUBSCRIPTION_CANCELLED:
-                raise SessionEnd(f"subscription cancelled by the node ({value.reason})", True)
+                raise SessionEnd(f"subscription cancelled by the node ({one_line(value.reason, 120)})", True)
             raise SessionEnd(f"node replied {value}")
-        # A decodable event that the fast path did not recognise (no height): keep it.
+        # A decodable event that the quick peek did not recognise (no height): kept, and checked
+        # against the entry's window by stream_events.
         self.counters.events += 1
-        self._frame_out(text, None)
+        self.out.frame(text, None)
         return False
 
     def _check(self, url: str, silent_for: float, got_events: bool) -> None:
-        verdicts = judge(
-            self.health.snapshot(),
-            self.chain_id,
-            max_lag_blocks=self.opts.max_lag_blocks,
-            stale_after=self.opts.stale_after,
-        )
-        current = next((v for v in verdicts if v.url == url), None)
-        preferred = choose(verdicts)
-        if current is not None and not current.healthy and preferred is not None:
-            log.warning("chain=%s failover from %s (%s) to %s", self.chain, url, current.reason, preferred.url)
+        self._refresh_window()
+        self._heartbeat()
+        checks = self._checks()
+        current = next((c for c in checks if c.url == url), None)
+        preferred = choose(checks)
+        if current is not None and not current.usable and preferred is not None:
+            log.warning(
+                "chain=%s failover from %s (%s) to %s",
+                self.chain,
+                redact_url(url),
+                current.reason,
+                redact_url(preferred.url),
+            )
             raise SessionEnd(f"failover: {current.reason}", got_events, switch=True)
         if preferred is not None and preferred.url != url:
-            order = [v.url for v in verdicts]
+            order = [c.url for c in checks]
             if order.index(preferred.url) < order.index(url):
-                log.info("chain=%s %s is healthy again; moving back to it", self.chain, preferred.url)
+                log.info("chain=%s %s is healthy again; moving back to it", self.chain, redact_url(preferred.url))
                 raise SessionEnd("failback to a preferred endpoint", got_events, switch=True)
         if silent_for > self.opts.silence_timeout:
             best = self.health.best_height()

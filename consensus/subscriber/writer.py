@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import redis
 
 from consensus.protocol.stream import StreamEntry
-from consensus.streams import last_height_key, stream_key
+from consensus.streams import encode_last_height, last_height_key, stream_key
 
 log = logging.getLogger("ctop.subscriber")
 
@@ -42,7 +42,7 @@ class StreamWriter(threading.Thread):
         batch_size: int = 500,
         stop_after: int | None = None,
     ) -> None:
-        super().__init__(name="stream-writer", daemon=True)
+        super().__init__(name="subscriber-redis-writer", daemon=True)
         self.client = client
         self.maxlen = maxlen
         self.buffer_bytes = buffer_bytes
@@ -129,9 +129,10 @@ class StreamWriter(threading.Thread):
             pipe.xadd(stream_key(entry.chain), entry.to_fields(), maxlen=self.maxlen, approximate=True)
             if height is not None and height > top.get(entry.chain, 0):
                 top[entry.chain] = height
+        now = time.time()
         for chain, height in top.items():
             self._top[chain] = max(self._top.get(chain, 0), height)  # late votes never lower it
-            pipe.set(last_height_key(chain), self._top[chain])
+            pipe.set(last_height_key(chain), encode_last_height(self._top[chain], now))
         pipe.execute()
         for entry, _, count in batch:
             self.stats.per_chain[entry.chain] = self.stats.per_chain.get(entry.chain, 0) + count

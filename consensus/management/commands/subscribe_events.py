@@ -11,6 +11,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections
 
+from common.text import one_line, redact_url
 from consensus.models import Chain
 from consensus.networks import NetworksError, parse_networks
 from consensus.streams import connect
@@ -81,6 +82,20 @@ class Command(BaseCommand):
             help="Most recent heights of a gap to backfill from /block (1000).",
         )
         parser.add_argument("--log-interval", type=seconds, default=10.0, help="Per-chain stats log interval (10s).")
+        parser.add_argument(
+            "--max-frame-kb",
+            type=int,
+            default=None,
+            help="Largest websocket message accepted, in KiB (default CTOP_WS_MAX_FRAME_KB, 1024); a longer "
+            "one drops the connection and the heights missed meanwhile are a gap.",
+        )
+        parser.add_argument(
+            "--plausible-heights",
+            type=int,
+            default=None,
+            help="Heights accepted either side of the chain's plausible current height (default "
+            "CTOP_PLAUSIBLE_HEIGHTS, 100); frames outside are refused and dead-lettered.",
+        )
 
     def handle(self, *args, **opts) -> None:
         try:
@@ -90,7 +105,14 @@ class Command(BaseCommand):
             raise CommandError(str(exc), returncode=2) from None
         require_database()
         chains = command_chains(opts["networks"], with_urls=True)
-        for name in ("max_events", "buffer_mb", "backfill_limit", "max_lag_blocks"):
+        for name in (
+            "max_events",
+            "buffer_mb",
+            "backfill_limit",
+            "max_lag_blocks",
+            "max_frame_kb",
+            "plausible_heights",
+        ):
             if opts[name] is not None and opts[name] <= 0:
                 raise CommandError(f"--{name.replace('_', '-')} must be positive", returncode=2)
         targets = []
@@ -105,8 +127,8 @@ class Command(BaseCommand):
         except Exception as exc:
             log.error(
                 "Redis at %s is unavailable (%s); events are buffered in memory until it is back",
-                opts["redis_url"] or settings.REDIS_URL,
-                exc,
+                redact_url(opts["redis_url"] or settings.REDIS_URL),
+                one_line(exc),
             )
         options = Options(
             silence_timeout=opts["silence_timeout"],
@@ -114,6 +136,8 @@ class Command(BaseCommand):
             stale_after=opts["stale_after"],
             max_lag_blocks=opts["max_lag_blocks"],
             backfill_limit=opts["backfill_limit"],
+            max_frame_bytes=(opts["max_frame_kb"] or 0) * 1024,
+            plausible_heights=opts["plausible_heights"] or 0,
         )
         runner = SubscribeRunner(
             targets,
