@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin
 
+from common.text import redact_url
 from ctop_project.admin_utils import ReadOnlyEventAdmin, page_link
 
 from .models import (
@@ -101,12 +103,71 @@ class ValidatorVerdictAdmin(ReadOnlyEventAdmin):
     ordering = ["-id"]
 
 
+def _is_secret_target(value: str) -> bool:
+    return "://" in value  # webhook URLs (Slack, Discord, generic) carry their token in the path
+
+
+class NotificationChannelForm(forms.ModelForm):
+    """Secrets are write-only: the form never sends the bot token, routing key or webhook URL back to
+    the browser. A blank field on change keeps the stored value."""
+
+    secret = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Telegram bot token or PagerDuty routing key. Write-only: leave blank to keep the current one.",
+    )
+
+    class Meta:
+        model = NotificationChannel
+        fields = ["name", "kind", "target", "secret", "api_url", "chains", "min_severity", "enabled"]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        current = self.instance.target if self.instance.pk else ""
+        if "target" in self.fields and _is_secret_target(current):
+            self.initial["target"] = ""
+            self.fields["target"].help_text = (
+                f"Now {redact_url(current)} (write-only: leave blank to keep it). " + self.fields["target"].help_text
+            )
+        if "secret" in self.fields and self.instance.pk and self.instance.secret:
+            self.fields["secret"].help_text = "A secret is set. " + self.fields["secret"].help_text
+
+    def clean_target(self) -> str:
+        value = self.cleaned_data.get("target", "")
+        return value or (self.instance.target if self.instance.pk else "")
+
+    def clean_secret(self) -> str:
+        value = self.cleaned_data.get("secret", "")
+        return value or (self.instance.secret if self.instance.pk else "")
+
+
 @admin.register(NotificationChannel)
 class NotificationChannelAdmin(admin.ModelAdmin):
-    list_display = ["name", "kind", "min_severity", "enabled", "last_error_at", "last_error"]
+    form = NotificationChannelForm
+    list_display = ["name", "kind", "target_shown", "min_severity", "enabled", "last_error_at", "last_error"]
     list_filter = ["kind", "enabled"]
     filter_horizontal = ["chains"]
     readonly_fields = ["last_error", "last_error_at"]
+
+    @admin.display(description="target")
+    def target_shown(self, obj: NotificationChannel) -> str:
+        return redact_url(obj.target) if _is_secret_target(obj.target) else obj.target
+
+    @admin.display(description="secret")
+    def secret_shown(self, obj: NotificationChannel) -> str:
+        return "set (hidden)" if obj.secret else "-"
+
+    def get_fields(self, request, obj=None):
+        if obj is not None and not self.has_change_permission(request, obj):
+            # A view-only user sees that secrets exist, never what they are.
+            return ["name", "kind", "target_shown", "secret_shown", "api_url", "chains", "min_severity", "enabled"]
+        return super().get_fields(request, obj)
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(super().get_readonly_fields(request, obj))
+        if obj is not None and not self.has_change_permission(request, obj):
+            fields += ["target_shown", "secret_shown"]
+        return fields
 
 
 @admin.register(Notification)

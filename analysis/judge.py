@@ -1,10 +1,13 @@
 """Judging completed heights: for every round a height had and both vote types, which validators of
 that height's active set voted (for a block or nil) and which are missing.
 
-Nil votes are votes. Heights inside a recorded gap are unknown, never misses. The precommits of the
-commit round are cross-checked against the block's commit signatures: a vote ctop did not see but
-the chain recorded is not a miss. A prevote the node never relayed while the same validator's
-precommit of that round was seen is late, not missed (CometBFT drops prevotes that arrive after the
+Nil votes are votes. Heights inside a recorded gap are unknown, never misses, except for what the
+chain itself recorded: the canonical commit (backfilled for gap heights) says, for the commit
+round's precommits, who signed, who voted nil and who was absent, so a validator that stopped while
+ctop was not listening is still seen missing. The precommits of the commit round are cross-checked
+against the commit signatures: a vote ctop did not see but the chain recorded is not a miss. A
+prevote the node never relayed while the same validator's precommit of that round was seen is
+late, not missed (CometBFT drops prevotes that arrive after the
 height is committed; the validator was evidently online and voting).
 
 Heights are judged in batches: a handful of range queries load everything a run of heights needs
@@ -32,6 +35,7 @@ class Judgement:
     commit_round: int | None
     unknown: bool
     total_power: int
+    from_commit: bool = False  # nothing observed: judged from the chain's canonical commit alone
     # validator id -> (power, prevotes "SNM...", precommits "SNM...")
     validators: dict[int, tuple[int, str, str]] = field(default_factory=dict)
     # round -> (proposer id, prevote power, prevote nil power, precommit power, precommit nil power)
@@ -128,19 +132,23 @@ def _judge(height: int, obs: _Observed, members: list[tuple[int, int, int]], in_
     # Nothing observed at all (no round, no vote) is as unknown as a recorded gap.
     unknown = in_gap or (not votes and not rounds_seen)
     total = sum(power for _, power, _ in members)
-    j = Judgement(height, rounds, commit_round, unknown, total)
+    j = Judgement(height, rounds, commit_round, unknown, total, from_commit=unknown and not votes and bool(sigs))
     powers = {r: [obs.proposers.get(r), 0, 0, 0, 0] for r in range(rounds)}
     for vid, power, position in members:
         pv, pc = [], []
         for r in range(rounds):
             precommit = votes.get((r, VoteType.PRECOMMIT, vid))
+            absent = False  # the chain's commit says this precommit was absent
             if precommit is None and r == commit_round:
                 sig = sigs.get(position)
                 if sig is not None and sig[0] != BlockIdFlag.ABSENT:
                     precommit = sig[0] == BlockIdFlag.COMMIT  # the chain recorded it
+                absent = sig is not None and sig[0] == BlockIdFlag.ABSENT
             prevote = votes.get((r, VoteType.PREVOTE, vid))
             for vote, out, col in ((prevote, pv, 1), (precommit, pc, 3)):
-                if vote is None and out is pv and precommit is not None:
+                if vote is None and out is pc and absent:
+                    out.append(MISSED)  # unknown to ctop or not, the chain itself counted it absent
+                elif vote is None and out is pv and precommit is not None and not unknown:
                     # Late, not missing; its power counts like its precommit (a validator precommits
                     # a block only after +2/3 prevoted it, its own prevote almost always among them).
                     out.append(LATE)
@@ -171,9 +179,9 @@ def record_all(judgements: dict[int, list[Judgement]]) -> dict[int, list[int]]:
         cur.execute("SET LOCAL synchronous_commit = off")
         cur.execute(
             "INSERT INTO analysis_heightverdict (chain_id, height, judged_at, rounds, commit_round, unknown,"
-            " total_power, missed_validators)"
-            " SELECT c, h, %s, r, cr, u, t, m FROM unnest(%s::smallint[], %s::bigint[], %s::smallint[],"
-            " %s::smallint[], %s::boolean[], %s::bigint[], %s::int[]) AS x(c, h, r, cr, u, t, m)"
+            " total_power, missed_validators, from_commit)"
+            " SELECT c, h, %s, r, cr, u, t, m, f FROM unnest(%s::smallint[], %s::bigint[], %s::smallint[],"
+            " %s::smallint[], %s::boolean[], %s::bigint[], %s::int[], %s::boolean[]) AS x(c, h, r, cr, u, t, m, f)"
             " ON CONFLICT (chain_id, height) DO NOTHING RETURNING chain_id, height",
             [
                 now,
@@ -184,6 +192,7 @@ def record_all(judgements: dict[int, list[Judgement]]) -> dict[int, list[int]]:
                 [j.unknown for _, j in items],
                 [j.total_power for _, j in items],
                 [len(j.missed) for _, j in items],
+                [j.from_commit for _, j in items],
             ],
         )
         mine = set(cur.fetchall())
@@ -212,13 +221,3 @@ def record_all(judgements: dict[int, list[Judgement]]) -> dict[int, list[int]]:
     for c, height in sorted(mine):
         out.setdefault(c, []).append(height)
     return out
-
-
-def record_many(chain: Chain, judgements: list[Judgement]) -> list[int]:
-    """Store one chain's judgements; returns the heights this call recorded."""
-    return record_all({chain.pk: judgements}).get(chain.pk, [])
-
-
-def record(chain: Chain, j: Judgement) -> bool:
-    """Store one judgement once; False if another analyzer already stored this height."""
-    return bool(record_many(chain, [j]))

@@ -26,6 +26,10 @@ class HeightVerdict(models.Model):
     rounds = models.SmallIntegerField(help_text="Rounds the height took.")
     commit_round = models.SmallIntegerField(null=True, blank=True)
     unknown = models.BooleanField(default=False, help_text="In a gap: ctop did not see all of it.")
+    from_commit = models.BooleanField(
+        default=False,
+        help_text="ctop saw none of it: judged from the chain's canonical commit (the commit round's precommits).",
+    )
     total_power = models.BigIntegerField()
     missed_validators = models.IntegerField(default=0)
 
@@ -99,6 +103,7 @@ class AlertKind(models.TextChoices):
     HALT_RISK = "halt_risk", "halt risk"
     STALLED = "stalled", "stalled chain"
     MONITORING_GAP = "monitoring_gap", "monitoring gap"
+    MASS_MISSED_VOTES = "mass_missed_votes", "many validators missing votes"
 
 
 class Severity(models.IntegerChoices):
@@ -168,6 +173,18 @@ class AlertSettings(models.Model):
     grace_seconds = models.PositiveSmallIntegerField(
         default=3, help_text="Wait for late votes before judging a height."
     )
+    blind_after_seconds = models.PositiveIntegerField(
+        default=30, help_text="Monitoring gap: ctop has been blind (or without a fresh report) this long."
+    )
+    cooldown_seconds = models.PositiveIntegerField(
+        default=60,
+        help_text="A monitoring-gap or stalled alert resolves only after its condition stayed clear this long "
+        "(a flapping condition makes one alert, not one per flap).",
+    )
+    max_validator_alerts = models.PositiveSmallIntegerField(
+        default=10,
+        help_text="More validators than this missing votes at once: one network-wide alert instead of one each.",
+    )
 
     class Meta:
         verbose_name_plural = "alert settings"
@@ -194,9 +211,19 @@ class NotificationChannel(models.Model):
 
     name = models.CharField(max_length=100, unique=True)
     kind = models.CharField(max_length=16, choices=ChannelKind.choices)
-    target = models.CharField(max_length=500, help_text="URL, e-mail address, or Telegram chat id.")
+    target = models.CharField(
+        max_length=500,
+        help_text="Webhook URL (Slack and Discord URLs are secrets themselves), e-mail address, Telegram chat id, "
+        "or a PagerDuty events URL (blank: PagerDuty's own).",
+        blank=True,
+    )
     secret = models.CharField(
-        max_length=500, blank=True, help_text="Telegram bot token or PagerDuty routing key (never shown in logs)."
+        max_length=500,
+        blank=True,
+        help_text="Telegram bot token or PagerDuty routing key (write-only in the admin, never logged).",
+    )
+    api_url = models.URLField(
+        blank=True, help_text="Telegram only: a Bot API server of your own (blank: https://api.telegram.org)."
     )
     chains = models.ManyToManyField("consensus.Chain", blank=True, help_text="Only these chains (none = all).")
     min_severity = models.SmallIntegerField(choices=Severity.choices, default=Severity.WARNING)
@@ -208,13 +235,24 @@ class NotificationChannel(models.Model):
         return f"{self.name} ({self.kind})"
 
 
+class NotificationEvent(models.TextChoices):
+    OPENED = "opened", "opened"
+    RESOLVED = "resolved", "resolved"
+
+
+class NotificationStatus(models.TextChoices):
+    PENDING = "pending", "pending"
+    SENT = "sent", "sent"
+    FAILED = "failed", "failed"
+
+
 class Notification(models.Model):
     """One message about one alert event (opened or resolved) to one channel: sent once."""
 
     alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="notifications")
     channel = models.ForeignKey(NotificationChannel, on_delete=models.CASCADE, related_name="notifications")
-    event = models.CharField(max_length=16, help_text="opened or resolved")
-    status = models.CharField(max_length=16, default="pending", help_text="pending, sent or failed")
+    event = models.CharField(max_length=16, choices=NotificationEvent.choices)
+    status = models.CharField(max_length=16, choices=NotificationStatus.choices, default=NotificationStatus.PENDING)
     attempts = models.SmallIntegerField(default=0)
     next_attempt_at = models.DateTimeField()
     sent_at = models.DateTimeField(null=True, blank=True)

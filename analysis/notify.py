@@ -2,25 +2,39 @@
 
 Queued as Notification rows (unique per alert, channel and event: never sent twice), delivered with
 retries and backoff for transient failures; a permanent failure (HTTP 4xx) is recorded on the
-channel and not retried. Secrets are never logged: errors name the channel, not its URL or token.
+channel and not retried. Whatever goes wrong while sending (a receiver that drips, a refused
+header, a bug) ends as a failed attempt of that notification, never as a crashed process. Every
+call has a total deadline. Secrets are never logged: errors name the channel, not its URL or token.
+
+Delivery runs off the judging path (the Notifier's own threads, one job per channel at a time), so
+a slow receiver delays neither verdicts nor the other channels.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+import threading
+from collections.abc import Callable
 from datetime import timedelta
 
-import requests
 from django.core.mail import send_mail
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, close_old_connections, connections, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from .models import Alert, ChannelKind, Notification, NotificationChannel
+from common import http
+from common.pool import KeyedPool
+from common.text import one_line
+
+from .models import Alert, ChannelKind, Notification, NotificationChannel, NotificationStatus, Severity
 
 log = logging.getLogger("ctop.notify")
 
 MAX_ATTEMPTS = 8
+DEADLINE = 10.0  # seconds for one delivery, whatever the receiver does
+TELEGRAM_API = "https://api.telegram.org"
+PAGERDUTY_EVENTS = "https://events.pagerduty.com/v2/enqueue"
 
 
 class DeliveryError(Exception):
@@ -47,13 +61,16 @@ def enqueue(alert: Alert, event: str) -> int:
     return queued
 
 
+# --- what a message says ---
+
+
 def payload(alert: Alert, event: str) -> dict:
     return {
         "event": event,
         "chain": alert.chain.name,
         "kind": alert.kind,
         "severity": alert.get_severity_display(),
-        "summary": alert.summary,
+        "summary": one_line(alert.summary, 255),
         "validator": alert.validator.address if alert.validator_id else None,
         "first_height": alert.first_height,
         "last_height": alert.last_height,
@@ -63,68 +80,124 @@ def payload(alert: Alert, event: str) -> dict:
     }
 
 
-def _text(alert: Alert, event: str) -> str:
+def text(alert: Alert, event: str) -> str:
+    """One line: `[ctop CRITICAL] chain: summary` (the summary is already one bounded line)."""
     mark = "RESOLVED" if event == "resolved" else alert.get_severity_display().upper()
-    return f"[ctop {mark}] {alert.chain.name}: {alert.summary}"
+    return one_line(f"[ctop {mark}] {alert.chain.name}: {alert.summary}", 400)
 
 
-def _post(url: str, body: dict, timeout: float = 10.0) -> None:
+def email_body(alert: Alert, event: str) -> str:
+    lines = [text(alert, event), ""]
+    for key, value in payload(alert, event).items():
+        if value is not None:
+            lines.append(f"{key.replace('_', ' ')}: {one_line(value, 300)}")
+    return "\n".join(lines) + "\n"
+
+
+_SLACK_SPECIAL = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
+_MENTION = re.compile(r"@(?=(everyone|here|channel)\b)", re.IGNORECASE)
+
+
+def slack_text(value: str) -> str:
+    """Slack's escaping: <!channel>, <@U123> and links all start with '<'; plain @channel too."""
+    return _MENTION.sub("@\u200b", value.translate(_SLACK_SPECIAL))
+
+
+# --- transports: one per channel kind ---
+
+
+def _post(url: str, body: dict) -> None:
     try:
-        response = requests.post(url, json=body, timeout=timeout)
-    except requests.RequestException as exc:
-        raise DeliveryError(f"{type(exc).__name__}", permanent=False) from None
-    if 400 <= response.status_code < 500 and response.status_code != 429:
-        raise DeliveryError(f"HTTP {response.status_code}", permanent=True)
-    if response.status_code >= 300:
-        raise DeliveryError(f"HTTP {response.status_code}", permanent=False)
+        response = http.post(url, json=body, deadline=DEADLINE, max_bytes=64 * 1024)
+    except http.HTTPError as exc:
+        raise DeliveryError(
+            "timed out" if exc.timeout else "cannot connect or reply refused", permanent=False
+        ) from None
+    if 400 <= response.status < 500 and response.status != 429:
+        raise DeliveryError(f"HTTP {response.status}", permanent=True)
+    if response.status >= 300:
+        raise DeliveryError(f"HTTP {response.status}", permanent=False)
+
+
+def _webhook(channel: NotificationChannel, alert: Alert, event: str) -> None:
+    _post(channel.target, payload(alert, event))
+
+
+def _slack(channel: NotificationChannel, alert: Alert, event: str) -> None:
+    _post(channel.target, {"text": slack_text(text(alert, event))})
+
+
+def _discord(channel: NotificationChannel, alert: Alert, event: str) -> None:
+    # allowed_mentions with nothing to parse: no @everyone, @here, user or role ping, whatever the text.
+    _post(channel.target, {"content": text(alert, event)[:2000], "allowed_mentions": {"parse": []}})
+
+
+def _telegram(channel: NotificationChannel, alert: Alert, event: str) -> None:
+    base = (channel.api_url or TELEGRAM_API).rstrip("/")
+    # Plain text (no parse_mode): nothing in the text is markup.
+    _post(f"{base}/bot{channel.secret}/sendMessage", {"chat_id": channel.target, "text": text(alert, event)})
+
+
+def _pagerduty(channel: NotificationChannel, alert: Alert, event: str) -> None:
+    _post(
+        channel.target or PAGERDUTY_EVENTS,
+        {
+            "routing_key": channel.secret,
+            "event_action": "resolve" if event == "resolved" else "trigger",
+            "dedup_key": f"ctop-{alert.pk}",  # trigger and resolve address the same incident
+            "payload": {
+                "summary": text(alert, event)[:1024],
+                "source": alert.chain.name,
+                "severity": "critical" if alert.severity >= Severity.CRITICAL else "warning",
+                "custom_details": payload(alert, event),
+            },
+        },
+    )
+
+
+def _email(channel: NotificationChannel, alert: Alert, event: str) -> None:
+    try:
+        send_mail(text(alert, event)[:200], email_body(alert, event), None, [channel.target], fail_silently=False)
+    except OSError as exc:
+        raise DeliveryError(f"mail: {type(exc).__name__}", permanent=False) from None
+
+
+TRANSPORTS: dict[str, Callable[[NotificationChannel, Alert, str], None]] = {
+    ChannelKind.WEBHOOK: _webhook,
+    ChannelKind.SLACK: _slack,
+    ChannelKind.DISCORD: _discord,
+    ChannelKind.TELEGRAM: _telegram,
+    ChannelKind.PAGERDUTY: _pagerduty,
+    ChannelKind.EMAIL: _email,
+}
 
 
 def deliver(channel: NotificationChannel, alert: Alert, event: str) -> None:
-    kind = channel.kind
-    if kind == ChannelKind.WEBHOOK:
-        _post(channel.target, payload(alert, event))
-    elif kind in (ChannelKind.SLACK,):
-        _post(channel.target, {"text": _text(alert, event)})
-    elif kind == ChannelKind.DISCORD:
-        _post(channel.target, {"content": _text(alert, event)})
-    elif kind == ChannelKind.TELEGRAM:
-        base = channel.target if channel.target.startswith("http") else "https://api.telegram.org"
-        chat = channel.target if not channel.target.startswith("http") else channel.secret.split(":", 1)[-1]
-        _post(f"{base}/bot{channel.secret}/sendMessage", {"chat_id": chat, "text": _text(alert, event)})
-    elif kind == ChannelKind.PAGERDUTY:
-        _post(
-            channel.target or "https://events.pagerduty.com/v2/enqueue",
-            {
-                "routing_key": channel.secret,
-                "event_action": "resolve" if event == "resolved" else "trigger",
-                "dedup_key": f"ctop-{alert.pk}",  # trigger and resolve address the same incident
-                "payload": {
-                    "summary": _text(alert, event)[:1024],
-                    "source": alert.chain.name,
-                    "severity": "critical" if alert.severity >= 30 else "warning",
-                    "custom_details": payload(alert, event),
-                },
-            },
-        )
-    elif kind == ChannelKind.EMAIL:
-        try:
-            send_mail(_text(alert, event), str(payload(alert, event)), None, [channel.target])
-        except OSError as exc:
-            raise DeliveryError(f"mail: {type(exc).__name__}", permanent=False) from None
-    else:  # pragma: no cover
-        raise DeliveryError(f"unknown channel kind {kind!r}", permanent=True)
+    transport = TRANSPORTS.get(channel.kind)
+    if transport is None:
+        raise DeliveryError(f"unknown channel kind {channel.kind!r}", permanent=True)
+    try:
+        transport(channel, alert, event)
+    except DeliveryError:
+        raise
+    except Exception as exc:  # a bug or a refused header must fail this attempt, not the process
+        log.exception("notification via channel %r: unexpected error", channel.name)
+        raise DeliveryError(f"unexpected {type(exc).__name__}", permanent=False) from None
 
 
-def send_due(now=None) -> int:
-    """Deliver every due notification once; returns how many were sent."""
+# --- sending ---
+
+
+def send_due(now=None, *, channel_id: int | None = None, limit: int = 200) -> int:
+    """Deliver every due notification (of one channel, or all) once; returns how many were sent."""
     now = now or timezone.now()
     sent = 0
-    due = Notification.objects.filter(status="pending", next_attempt_at__lte=now).select_related(
-        "alert__chain", "alert__validator", "channel"
-    )
-    for n in due[:200]:
+    due = Notification.objects.filter(status=NotificationStatus.PENDING, next_attempt_at__lte=now)
+    if channel_id is not None:
+        due = due.filter(channel_id=channel_id)
+    for n in due.select_related("alert__chain", "alert__validator", "channel").order_by("id")[:limit]:
         # Claim it: a second sender skips a notification someone else is sending.
-        if not Notification.objects.filter(pk=n.pk, status="pending", attempts=n.attempts).update(
+        if not Notification.objects.filter(pk=n.pk, status=NotificationStatus.PENDING, attempts=n.attempts).update(
             attempts=n.attempts + 1, next_attempt_at=now + timedelta(minutes=5)
         ):
             continue
@@ -134,7 +207,9 @@ def send_due(now=None) -> int:
             final = exc.permanent or n.attempts + 1 >= MAX_ATTEMPTS
             delay = timedelta(seconds=min(3600, 5 * 2**n.attempts))
             Notification.objects.filter(pk=n.pk).update(
-                status="failed" if final else "pending", error=str(exc), next_attempt_at=now + delay
+                status=NotificationStatus.FAILED if final else NotificationStatus.PENDING,
+                error=str(exc),
+                next_attempt_at=now + delay,
             )
             if exc.permanent:
                 NotificationChannel.objects.filter(pk=n.channel_id).update(
@@ -148,6 +223,51 @@ def send_due(now=None) -> int:
                 "" if final else f"; retrying in {delay.total_seconds():.0f}s",
             )
             continue
-        Notification.objects.filter(pk=n.pk).update(status="sent", sent_at=now, error="")
+        Notification.objects.filter(pk=n.pk).update(status=NotificationStatus.SENT, sent_at=now, error="")
         sent += 1
     return sent
+
+
+class Notifier:
+    """Sends due notifications in the background: every `interval` seconds (or when woken), each
+    channel with something due gets a job in the pool, one at a time per channel."""
+
+    def __init__(self, *, workers: int = 4, interval: float = 2.0) -> None:
+        self.pool = KeyedPool(workers, "notify")
+        self.interval = interval
+        self.stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="notifier", daemon=True)
+
+    def start(self) -> Notifier:
+        self._thread.start()
+        return self
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _loop(self) -> None:
+        while not self.stop.is_set():
+            try:
+                close_old_connections()
+                due = (
+                    Notification.objects.filter(status=NotificationStatus.PENDING, next_attempt_at__lte=timezone.now())
+                    .values_list("channel_id", flat=True)
+                    .distinct()
+                )
+                for channel_id in list(due):
+                    self.pool.submit(
+                        channel_id, lambda c=channel_id: send_due(channel_id=c), what=f"channel {channel_id}"
+                    )
+            except Exception as exc:  # the database away: try again next time
+                log.warning("notifications not sent this round: %s", one_line(exc))
+            self._wake.wait(self.interval)
+            self._wake.clear()
+        connections.close_all()
+
+    def close(self, timeout: float = 5.0) -> None:
+        self.stop.set()
+        self._wake.set()
+        self._thread.join(timeout)
+        self.pool.wait(timeout)
+        self.pool.shutdown(wait=False)

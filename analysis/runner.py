@@ -1,22 +1,29 @@
-"""MissingVoteAnalyzer: judge every completed height once, then evaluate the alert rules."""
+"""MissingVoteAnalyzer: judge every completed height once, then evaluate the alert rules.
+
+A tick reads the database only: questions to nodes go through RemoteLookups (off the judging
+path, one job per chain at a time), notifications through the Notifier (its own threads). Each
+chain's work is its own unit: an unexpected error in one is logged with the chain's name and the
+others go on.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import logging
+import threading
+from collections.abc import Callable
 from datetime import timedelta
 
+from django.db import DatabaseError, InterfaceError, OperationalError, connection
 from django.utils import timezone
 
 from consensus.models import Chain, Round
-from validators.indexer import ensure_set_at
-from validators.models import SetIndexState, SetMembership
+from validators.models import SetIndexState
+from validators.selectors import first_recorded_height
 
 from .alerts import evaluate
-from .commits import CommitFetcher, CommitLookup
 from .judge import Judgement, judge_height, judge_heights, record_all
+from .lookups import CommitLookup, RemoteLookups
 from .models import AlertSettings
-from .notify import send_due
 from .state import ChainState, load_states
 
 log = logging.getLogger("ctop.analyzer")
@@ -25,55 +32,62 @@ log = logging.getLogger("ctop.analyzer")
 class MissingVoteAnalyzer:
     def __init__(
         self,
-        chains: list[Chain],
+        chains: list[Chain] | Callable[[], list[Chain]],
         *,
         max_heights: int = 500,
         backlog: int = 100,
         fetch_sets: bool = True,
         fetch_commits: bool = True,
         commit_wait: float = 30.0,
+        lookups: RemoteLookups | None = None,
+        lookup_workers: int = 4,
     ) -> None:
-        self.chains = chains
+        self._chains = chains
         self.max_heights = max_heights  # per chain per tick, so one chain's backlog never starves the rest
         self.backlog = backlog  # on a first run, judge at most this many recent heights
-        self.fetch_sets = fetch_sets  # ask the indexer for sets of heights it has not covered
-        self.fetch_commits = fetch_commits  # cross-check missing precommits against /commit
+        self.fetch_sets = fetch_sets  # ask for sets of heights the indexer has not covered
+        self.fetch_commits = fetch_commits  # cross-check missing precommits against the canonical commit
         # How long to wait for height+1 to be committed (its commit carries late precommits) before
         # judging with the events alone: a halted chain must still be judged.
         self.commit_wait = commit_wait
+        self.wake = threading.Event()  # set when a look-up came back: worth a tick now
+        self.started_at = timezone.now()
+        # lookup_workers=0: questions to nodes are asked inline (one-shot runs, tests in a transaction).
+        self.lookups = lookups or RemoteLookups(workers=lookup_workers, on_done=self.wake.set)
 
-    def ready_heights(
-        self, chain: Chain, settings: AlertSettings | None = None, state: ChainState | None = None
-    ) -> list[int]:
+    @property
+    def chains(self) -> list[Chain]:
+        return self._chains() if callable(self._chains) else self._chains
+
+    def ready_heights(self, chain: Chain, settings: AlertSettings, state: ChainState) -> list[int]:
         """Completed heights not judged yet (the next height has started and late votes had their
-        grace), oldest first. Heights ctop saw nothing of (no round at all: a long outage) are
-        skipped, so a gap of millions of heights costs one query, not millions of verdicts."""
-        settings = settings or AlertSettings.for_chain(chain)
-        state = state or load_states([chain])[chain.pk]
+        grace), oldest first: every height ctop saw a round of, and every height whose canonical
+        commit the backfill stored (ctop was not listening then). Heights with neither (a long
+        outage beyond the backfill) are skipped, so a gap of millions costs one query."""
         started = state.height_started
         if started is None:
             return []
         height = state.rounds[0][0]
         last_ready = height - 1 if started <= timezone.now() - timedelta(seconds=settings.grace_seconds) else height - 2
-        rounds = Round.objects.filter(chain=chain)
         judged = state.latest_judged
         if judged is None:
-            first = rounds.order_by("height").values_list("height", flat=True).first()
-            start = max(first + 1, last_ready - self.backlog + 1)  # the first height seen may be partial
+            first = Round.objects.filter(chain=chain).order_by("height").values_list("height", flat=True).first()
+            start = max((first or height) + 1, last_ready - self.backlog + 1)  # the first height seen may be partial
             # Nothing before the first recorded set can be judged (nobody knows who was in it).
-            earliest_set = SetMembership.objects.filter(chain=chain).order_by("heights").first()
-            if earliest_set is not None:
-                start = max(start, earliest_set.heights.lower)
+            start = max(start, first_recorded_height(chain.pk) or 0)
         else:
             start = judged + 1
-        # The (chain, height, round) natural-key index serves this walk.
-        heights = (
-            rounds.filter(height__gte=start, height__lte=last_ready)
-            .order_by("height")
-            .values_list("height", flat=True)
-            .distinct()
-        )
-        return list(heights[: self.max_heights])
+        if start > last_ready:
+            return []
+        with connection.cursor() as cur:
+            # Two walks of natural-key indexes, bounded by the window and max_heights.
+            cur.execute(
+                "(SELECT DISTINCT height FROM consensus_round WHERE chain_id = %s AND height BETWEEN %s AND %s"
+                " ORDER BY height LIMIT %s) UNION (SELECT DISTINCT height FROM consensus_commitsignature"
+                " WHERE chain_id = %s AND height BETWEEN %s AND %s ORDER BY height LIMIT %s) ORDER BY 1 LIMIT %s",
+                [chain.pk, start, last_ready, self.max_heights] * 2 + [self.max_heights],
+            )
+            return [h for (h,) in cur.fetchall()]
 
     def _overdue(self, chain: Chain, height: int) -> bool:
         started = (
@@ -87,54 +101,127 @@ class MissingVoteAnalyzer:
     def judge(self, chain: Chain, heights: list[int]) -> list[Judgement]:
         """Judgements for the leading run of `heights` that can be judged now; stops at the first
         height whose set is unknown or whose canonical commit is worth waiting for."""
-        if heights and self.fetch_sets and not ensure_set_at(chain, heights[-1]):
-            # The indexer could not reach the newest height: judge what it has verified, if anything.
+        if heights and self.fetch_sets:
             state = SetIndexState.objects.filter(chain=chain).first()
             verified = state.verified_height if state else 0
-            if heights[0] > verified:
-                log.warning("%s h=%d: validator set unknown yet; judging later", chain.name, heights[0])
-            heights = [h for h in heights if h <= verified]
-        with contextlib.closing(CommitFetcher(chain)) as commits:
-            return self._judge_run(chain, heights, commits)
-
-    def _judge_run(self, chain: Chain, heights: list[int], commits: CommitFetcher) -> list[Judgement]:
+            if heights[-1] > verified:
+                self.lookups.ask_set(chain)  # the indexer has not reached them: index now, judge later
+                if heights[0] > verified:
+                    log.info("%s h=%d: validator set not indexed yet; judging later", chain.name, heights[0])
+                heights = [h for h in heights if h <= verified]
         out: list[Judgement] = []
+        wanted: list[int] = []  # heights whose canonical commit to ask for (one job for the run)
+        blocked = False  # past a height that waits: later heights are only looked at for `wanted`
         first_set = None
         for height, j in zip(heights, judge_heights(chain, heights), strict=True):
+            if blocked:
+                if (
+                    j is not None
+                    and j.missing_precommits
+                    and j.commit_round is None
+                    and not j.unknown
+                    and len(wanted) < 50
+                    and self.lookups.commit(chain, height) in (None, CommitLookup.NOT_YET)
+                ):
+                    wanted.append(height)
+                continue
             if j is None:
                 if first_set is None:
-                    earliest = SetMembership.objects.filter(chain=chain).order_by("heights").first()
-                    first_set = earliest.heights.lower if earliest else 0
+                    first_set = first_recorded_height(chain.pk) or 0
                 if height < first_set:
                     continue  # before the first recorded set nobody knows who was in it: never judged
                 log.warning("%s h=%d: no validator set recorded; run index_validators", chain.name, height)
                 break
             if self.fetch_commits and j.missing_precommits and j.commit_round is None and not j.unknown:
-                lookup = commits.fetch(height)
-                if lookup is CommitLookup.STORED:
+                answer = self.lookups.commit(chain, height)
+                if answer is CommitLookup.STORED:
                     j = judge_height(chain, height) or j
-                elif lookup is CommitLookup.NOT_YET and not self._overdue(chain, height):
-                    break  # the next tick will find the canonical commit
+                elif answer is None:
+                    # Never asked: always worth one question (the answer wakes the analyzer at once).
+                    wanted.append(height)
+                    blocked = True
+                    continue
+                elif answer is CommitLookup.NOT_YET or answer is CommitLookup.PENDING:
+                    if answer is CommitLookup.NOT_YET:
+                        wanted.append(height)
+                    if not self._overdue(chain, height):
+                        blocked = True  # a later tick judges it, once height+1 brings the canonical commit
+                        continue
+                    # Overdue (a halt, or an endpoint too slow to answer): judged with what was seen.
             out.append(j)
+        self.lookups.ask_commits(chain, wanted)
         return out
 
+    def _judge_chain(self, chain: Chain, settings: AlertSettings, state: ChainState) -> list[Judgement]:
+        return self.judge(chain, self.ready_heights(chain, settings, state))
+
     def run_once(self) -> int:
-        judged = 0
-        settings = {s.chain_id: s for s in AlertSettings.objects.filter(chain__in=self.chains)}
-        states = load_states(self.chains)  # a few queries for every chain at once
+        """One tick over every chain; returns the heights it recorded."""
+        self.wake.clear()
+        chains = self.chains
+        if not chains:
+            return 0
+        settings = {s.chain_id: s for s in AlertSettings.objects.filter(chain__in=chains)}
+        states = load_states(chains)  # a few queries for every chain at once
         judgements: dict[int, list[Judgement]] = {}
-        for chain in self.chains:
-            chain_settings = settings.get(chain.pk) or AlertSettings(chain=chain)
-            judgements[chain.pk] = self.judge(chain, self.ready_heights(chain, chain_settings, states[chain.pk]))
-        recorded = record_all(judgements)  # every chain's new verdicts in one transaction
-        for chain in self.chains:
+        for chain in chains:
+            try:
+                chain_settings = settings.get(chain.pk) or AlertSettings(chain=chain)
+                judgements[chain.pk] = self._judge_chain(chain, chain_settings, states[chain.pk])
+            except DatabaseError:
+                raise  # the database itself: the command waits for it, for every chain alike
+            except Exception:
+                log.exception("%s: judging failed; the other chains go on", chain.name)
+        recorded = self._record(judgements)
+        judged = 0
+        for chain in chains:
             state, mine = states[chain.pk], set(recorded.get(chain.pk, ()))
             judged += len(mine)
             if mine:
                 state.latest_judged = max(mine | {state.latest_judged or 0})
-            for j in judgements[chain.pk]:
+            for j in judgements.get(chain.pk, []):
                 if j.height in mine and j.missed and not j.unknown:
                     log.info("%s h=%d: %d validator(s) missed votes", chain.name, j.height, len(j.missed))
-            evaluate(chain, timezone.now(), settings.get(chain.pk) or AlertSettings(chain=chain), state)
-        send_due()
+            try:
+                chain_settings = settings.get(chain.pk) or AlertSettings(chain=chain)
+                evaluate(chain, timezone.now(), chain_settings, state, observer_since=self.started_at)
+            except DatabaseError:
+                raise
+            except Exception:
+                log.exception("%s: evaluating the alert rules failed; the other chains go on", chain.name)
         return judged
+
+    @staticmethod
+    def _record(judgements: dict[int, list[Judgement]]) -> dict[int, list[int]]:
+        """Every chain's new verdicts in one transaction; should the database refuse that, each
+        chain's alone, so one chain's bad data never holds back the others' verdicts."""
+        try:
+            return record_all(judgements)
+        except (OperationalError, InterfaceError):
+            raise  # the database is away: the command waits for it
+        except DatabaseError as exc:
+            if len(judgements) < 2:
+                raise
+            log.error("recording verdicts failed (%s); recording chain by chain", str(exc).splitlines()[0])
+        recorded: dict[int, list[int]] = {}
+        for chain_id, js in judgements.items():
+            try:
+                recorded.update(record_all({chain_id: js}))
+            except DatabaseError as exc:
+                log.error("chain %s: its verdicts were refused: %s", chain_id, str(exc).splitlines()[0])
+        return recorded
+
+    def settle(self, timeout: float = 30.0, max_ticks: int = 5) -> int:
+        """Ticks until one asks the nodes nothing new, with the answers of each tick's questions in
+        hand before the next (tests and --once: judge as far as the nodes allow right now)."""
+        judged = 0
+        for _ in range(max_ticks):
+            asked = self.lookups.asked
+            judged += self.run_once()
+            self.lookups.wait(timeout)
+            if self.lookups.asked == asked:
+                break
+        return judged
+
+    def close(self) -> None:
+        self.lookups.close()

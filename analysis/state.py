@@ -11,17 +11,16 @@ from django.db import connection
 
 from consensus.models import Chain, ChainStatus
 
+from .lifecycle import OpenAlerts
 from .models import Alert
 
-# (kind, validator id or None) -> the open alert
-OpenAlerts = dict[tuple[str, int | None], Alert]
 # (height, round, started_at) of the rounds of the latest height, newest round first
 LatestRounds = list[tuple[int, int, datetime]]
 
 
 @dataclass
 class ChainState:
-    known: OpenAlerts = field(default_factory=dict)
+    open_alerts: OpenAlerts = field(default_factory=dict)
     rounds: LatestRounds = field(default_factory=list)
     status: ChainStatus | None = None
     latest_judged: int | None = None
@@ -57,7 +56,7 @@ def load_states(chains: list[Chain]) -> dict[int, ChainState]:
         for chain_id, height in cur.fetchall():
             states[chain_id].latest_judged = height
     for alert in Alert.objects.filter(chain_id__in=ids, is_open=True):
-        states[alert.chain_id].known[(alert.kind, alert.validator_id)] = alert
+        states[alert.chain_id].open_alerts[(alert.kind, alert.validator_id)] = alert
     for status in ChainStatus.objects.filter(chain_id__in=ids):
         states[status.chain_id].status = status
     return states

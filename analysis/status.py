@@ -17,10 +17,12 @@ from django.db import connection
 from django.db.models import Count
 from django.utils import timezone
 
+from common.text import one_line
 from consensus.models import Chain, ChainStatus, DeadLetter, Gap
-from consensus.streams import GROUP, last_height_key, stream_key
+from consensus.streams import GROUP, decode_last_height, last_height_key, stream_key
 
 from .models import Alert, Severity
+from .rules import stale_after
 
 
 @dataclass
@@ -94,11 +96,11 @@ def collect(
         redis_error = ""
         if client is not None:
             try:
-                raw = client.get(last_height_key(chain.name))
-                seen = int(raw) if raw else None
+                record = decode_last_height(client.get(last_height_key(chain.name)))
+                seen = record[0] if record else None
                 length, unread, pending = _stream(client, chain.name)
             except redis.RedisError as exc:
-                redis_error = f"Redis: {exc}"
+                redis_error = f"Redis: {one_line(exc, 200)}"
         h = ChainHealth(
             chain=chain.name,
             enabled=chain.enabled,
@@ -118,8 +120,13 @@ def collect(
         if redis_error:
             h.problems.append(redis_error)
         if chain.enabled:
-            if h.state != "connected":
-                reason = f" ({status.reason[:80]})" if status and status.reason else ""
+            if status is None:
+                h.problems.append("no subscriber has reported on this chain (is subscribe_events running?)")
+            elif h.reported_age is not None and h.reported_age > stale_after(status):
+                h.state = f"stale ({int(h.reported_age)}s)"
+                h.problems.append(f"the subscriber's last report is {int(h.reported_age)}s old: {status.state} then")
+            elif h.state != "connected":
+                reason = f" ({one_line(status.reason, 80)})" if status.reason else ""
                 h.problems.append(f"subscriber {h.state}{reason}")
             if h.seen is not None and (h.stored or 0) < h.seen - lag_heights:
                 h.problems.append(f"stream_events behind: stored {h.stored}, seen {h.seen}")

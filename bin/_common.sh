@@ -36,6 +36,8 @@ check_services() {
     "$VENV/bin/python" - <<'PY' || exit 2
 import os, sys
 import environ, psycopg, redis
+sys.path.insert(0, os.getcwd())
+from common.text import redact_url  # passwords in DATABASE_URL and REDIS_URL are never printed
 env = environ.Env()
 if os.path.isfile(".env"):
     env.read_env(".env", overwrite=False)
@@ -52,7 +54,7 @@ url = url or env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 try:
     redis.Redis.from_url(url, socket_connect_timeout=3).ping()
 except Exception as exc:
-    print(f"ctop: Redis is not reachable at {url} ({exc}); start it or set REDIS_URL", file=sys.stderr)
+    print(f"ctop: Redis is not reachable at {redact_url(url)} ({exc}); start it or set REDIS_URL", file=sys.stderr)
     sys.exit(1)
 PY
 }

@@ -7,6 +7,7 @@ twice gets several endpoints, in the order given (the first is preferred, the ot
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -14,6 +15,8 @@ from urllib.parse import urlsplit
 from django.db import transaction
 
 from .models import Chain, Endpoint
+
+log = logging.getLogger("ctop")
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$", re.IGNORECASE)
 _SCHEMES = {"tcp": "http", "http": "http", "https": "https", "ws": "http", "wss": "https"}
@@ -121,20 +124,42 @@ def ensure_chains(specs: list[NetworkSpec]) -> list[Chain]:
     return chains
 
 
-def select_chains(*, networks: str = "", with_urls: bool = False) -> list[Chain]:
-    """The chains a command works on: every enabled chain, or those --networks names.
+class ChainWatch:
+    """The chains a long-running command works on, looked up again on every call, so chains the
+    subscriber registers later, or an admin adds, are picked up without a restart.
 
-    with_urls: --networks is the original's name,url pairs (chains and endpoints are created as
-    needed); otherwise it is a list of known chain names. Raises NetworksError for a bad list."""
-    if not networks.strip():
-        return list(Chain.objects.filter(enabled=True).order_by("name"))
-    if not with_urls:
-        names = parse_names(networks)
-        found = {c.name: c for c in Chain.objects.filter(name__in=names)}
-        unknown = [n for n in names if n not in found]
-        if unknown:
-            raise NetworksError(
-                f"unknown network(s): {', '.join(unknown)}; add them with --networks name,url or in the admin"
+    networks: "" (every enabled chain), chain names, or the original's name,url pairs (with_urls:
+    the chains and endpoints are created on the first call). The syntax is checked at once
+    (NetworksError): a bad list can never become valid. Names not known yet are waited for; the
+    first call that finds one missing says so once in the log."""
+
+    def __init__(self, networks: str = "", *, with_urls: bool = False) -> None:
+        self.specs = parse_networks(networks) if with_urls and networks.strip() else None
+        self.names = [sp.name for sp in self.specs] if self.specs else parse_names(networks)
+        self._ensured = False
+        self._waiting_for: tuple[str, ...] | None = None
+
+    def current(self) -> list[Chain]:
+        if self.specs and not self._ensured:
+            ensure_chains(self.specs)
+            self._ensured = True
+        if not self.names:
+            chains = list(Chain.objects.filter(enabled=True).order_by("name"))
+            missing: tuple[str, ...] = () if chains else ("any chain",)
+        else:
+            found = {c.name: c for c in Chain.objects.filter(name__in=self.names)}
+            chains = [found[n] for n in self.names if n in found]
+            missing = tuple(n for n in self.names if n not in found)
+        if missing and missing != self._waiting_for:
+            log.warning(
+                "waiting for %s: add %s with subscribe_events --networks name,url or in the admin",
+                ", ".join(missing),
+                "one" if missing == ("any chain",) else "them",
             )
-        return [found[n] for n in names]
-    return ensure_chains(parse_networks(networks))
+        elif not missing and self._waiting_for:
+            log.info("every chain asked for is known now")
+        self._waiting_for = missing or None
+        return chains
+
+    def describe(self) -> str:
+        return ", ".join(self.names) if self.names else "every enabled chain"

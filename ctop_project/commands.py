@@ -1,12 +1,16 @@
-"""What every long-running ctop command shares: signal handling and clean exits."""
+"""What every long-running ctop command shares: signal handling, clean exits, and waiting for what
+it needs (PostgreSQL, its chains) instead of exiting when it starts before them."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
 import time
 from collections.abc import Callable
+
+from common.text import one_line
 
 log = logging.getLogger("ctop")
 
@@ -36,9 +40,8 @@ def stop_on_signals(stop: threading.Event | Callable[[], None]) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
-def require_database() -> None:
-    """One clear line instead of a traceback when PostgreSQL is down or the schema is missing."""
-    from django.core.management.base import CommandError
+def database_problem() -> str | None:
+    """None when PostgreSQL answers and the schema is current; else one line saying what is wrong."""
     from django.db import DatabaseError, connection
     from django.db.migrations.executor import MigrationExecutor
 
@@ -47,31 +50,70 @@ def require_database() -> None:
         pending = executor.migration_plan(executor.loader.graph.leaf_nodes())
     except DatabaseError as exc:
         settings_dict = connection.settings_dict
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CommandError(
+        with contextlib.suppress(DatabaseError):
+            connection.close()
+        return (
             f"PostgreSQL database {settings_dict['NAME']!r} at {settings_dict.get('HOST') or 'localhost'}:"
-            f"{settings_dict.get('PORT') or 5432} is not reachable ({first}); start it or set DATABASE_URL",
-            returncode=2,
-        ) from None
-    if pending:
-        raise CommandError(
-            f"the database schema is not up to date ({len(pending)} migration(s) pending): run "
-            "'manage.py bootstrap' (or 'manage.py migrate') first",
-            returncode=2,
+            f"{settings_dict.get('PORT') or 5432} is not reachable ({one_line(first_line(exc), 200)})"
         )
+    if pending:
+        return (
+            f"the database schema is not up to date ({len(pending)} migration(s) pending): run "
+            "'manage.py bootstrap' (or 'manage.py migrate')"
+        )
+    return None
 
 
-def command_chains(networks: str, *, with_urls: bool = False) -> list:
-    """The chains a command works on (see consensus.networks.select_chains), or a one-line usage
-    error with exit status 2: a bad --networks list, an unknown name, or no chain at all."""
+def require_database() -> None:
+    """For one-shot commands: one clear line and exit status 1 when PostgreSQL is not usable."""
     from django.core.management.base import CommandError
 
-    from consensus.networks import NetworksError, select_chains
+    problem = database_problem()
+    if problem:
+        raise CommandError(problem, returncode=1)
+
+
+def wait_for_database(stop: threading.Event, *, every: float = 2.0) -> bool:
+    """For long-running commands: wait until PostgreSQL answers with a current schema (it may come
+    up after them, or be migrated after them), saying so once a minute. False if stopped first."""
+    said = 0.0
+    while not stop.is_set():
+        problem = database_problem()
+        if problem is None:
+            if said:
+                log.info("PostgreSQL is ready")
+            return True
+        if time.monotonic() - said >= 60:
+            log.warning("%s; waiting for it", problem)
+            said = time.monotonic()
+        stop.wait(every)
+    return False
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's first line (a driver's message can span several), or its type's name."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def chain_watch(networks: str, *, with_urls: bool = False):
+    """A ChainWatch (see consensus.networks), or exit status 2 for a --networks list that can never
+    become valid (bad syntax, a bad name, a bad URL)."""
+    from django.core.management.base import CommandError
+
+    from consensus.networks import ChainWatch, NetworksError
 
     try:
-        chains = select_chains(networks=networks, with_urls=with_urls)
+        return ChainWatch(networks, with_urls=with_urls)
     except NetworksError as exc:
         raise CommandError(str(exc), returncode=2) from None
-    if not chains:
-        raise CommandError("no chains to work on: add them with --networks name,url or in the admin", returncode=2)
-    return chains
+
+
+def wait_for_chains(watch, stop: threading.Event, *, every: float = 5.0) -> list:
+    """The watch's chains, waiting (and saying so once) while there are none. [] if stopped first."""
+    while not stop.is_set():
+        chains = watch.current()
+        if chains:
+            return chains
+        stop.wait(every)
+    return []

@@ -75,7 +75,7 @@ def test_a_precommit_the_node_never_relayed_is_found_in_the_canonical_commit(sim
     Round.objects.create(chain=chain, height=h - 1, round=0, started_at=OLD)  # the first height seen is partial
     store_commit_as_events(chain, url, h, drop=quiet)
     Round.objects.create(chain=chain, height=h + 1, round=0, started_at=OLD)
-    assert MissingVoteAnalyzer([chain]).run_once() == 1
+    assert MissingVoteAnalyzer([chain], lookup_workers=0).settle() == 1
     # The chain counted its precommit; its prevote was simply never relayed: late, not missed.
     assert verdict(chain, h, quiet) == ("L", "S")
     assert HeightVerdict.objects.get(chain=chain, height=h).missed_validators == 0
@@ -95,10 +95,10 @@ def test_a_seen_commit_is_waited_for_then_judged_without_it(sim):
     Round.objects.create(chain=chain, height=2, round=0, started_at=OLD)  # the first height seen is partial
     store_commit_as_events(chain, url, 3, drop=quiet)
     Round.objects.create(chain=chain, height=4, round=0, started_at=timezone.now() - timedelta(seconds=10))
-    analyzer = MissingVoteAnalyzer([chain], commit_wait=30)
-    assert analyzer.run_once() == 0  # height 4 might still commit and bring the canonical commit
+    analyzer = MissingVoteAnalyzer([chain], commit_wait=30, lookup_workers=0)
+    assert analyzer.settle() == 0  # height 4 might still commit and bring the canonical commit
     assert not CommitSignature.objects.filter(chain=chain).exists()
     Round.objects.filter(chain=chain, height=4).update(started_at=OLD)  # a halt: judge with what was seen
-    assert analyzer.run_once() == 1
+    assert analyzer.settle() == 1
     assert verdict(chain, 3, quiet) == ("M", "M")
     assert not CommitSignature.objects.filter(chain=chain).exists()  # a seen commit is never stored

@@ -126,7 +126,7 @@ def test_wrong_chain_endpoint_is_refused_and_the_next_used(sim):
     assert recorded(chain, result.height) == expected(right, result.height)
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)  # the pass runs in the indexer's own thread
 def test_command_once_and_bad_durations(sim):
     sim_chain = SimChain("sim-1", validators=4, block_time=0.1)
     chain, (node,) = watched(sim, sim_chain)

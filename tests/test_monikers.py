@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from validators.indexer import address_of
+from validators.indexer import IndexerError, address_of
 from validators.models import Validator
 from validators.monikers import refresh_monikers
 
@@ -75,5 +75,6 @@ def test_monikers_are_mapped_by_consensus_key(chain, lcd):
 def test_unreachable_rest_api_changes_nothing(chain):
     Validator.objects.create(chain=chain, address="AB" * 20, moniker="kept")
     chain.rest_url = "http://127.0.0.1:9"
-    assert refresh_monikers(chain, timeout=1) == 0
+    with pytest.raises(IndexerError, match="connection refused"):
+        refresh_monikers(chain, timeout=1)
     assert Validator.objects.get().moniker == "kept"

@@ -2,38 +2,16 @@
 
 from __future__ import annotations
 
-import json
-import threading
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.utils import timezone
 
-from analysis.alerts import raise_or_update, resolve
+from analysis.lifecycle import raise_or_update, resolve
 from analysis.models import AlertKind, ChannelKind, Notification, NotificationChannel, Severity
 from analysis.notify import send_due
 
-
-class Receiver:
-    def __init__(self) -> None:
-        self.requests: list[tuple[str, dict]] = []
-        self.statuses: list[int] = []  # replies to give, in order (then 200)
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                receiver.requests.append((self.path, body))
-                self.send_response(receiver.statuses.pop(0) if receiver.statuses else 200)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+from .receivers import Receiver
 
 
 @pytest.fixture
@@ -118,8 +96,9 @@ def test_pagerduty_trigger_and_resolve_share_a_dedup_key_and_filters_apply(chain
 
 @pytest.mark.django_db
 def test_telegram_message(chain, receiver):
-    channel(ChannelKind.TELEGRAM, receiver.url, secret="123:ABC")
+    channel(ChannelKind.TELEGRAM, "-100200300", secret="123:ABC", api_url=receiver.url)
     raise_or_update(chain, AlertKind.STALLED, None, now=timezone.now(), severity=Severity.CRITICAL, summary="stalled")
     send_due()
     path, body = receiver.requests[0]
     assert path == "/bot123:ABC/sendMessage" and "stalled" in body["text"]
+    assert body["chat_id"] == "-100200300"  # the chat id, never a piece of the token

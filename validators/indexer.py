@@ -16,10 +16,12 @@ from dataclasses import dataclass
 
 from django.utils import timezone
 
+from common.text import one_line, redact_url
 from consensus import protocol as p
 from consensus.endpoints import NoUsableEndpoint, best_client
 from consensus.models import Chain
 from consensus.rpc import EndpointError, RPCClient
+from consensus.selectors import latest_stored_height
 
 from .models import SetIndexState, SetMembership
 from .selectors import active_set
@@ -51,24 +53,28 @@ def fetch_set(client: RPCClient, height: int | None = None) -> tuple[int, list[M
     try:
         first = client.validators(height, page=1, per_page=PER_PAGE)
         h, total = first.block_height, first.total
+        if height is not None and h != height:  # a node answering for another height is not believed
+            raise IndexerError(f"{redact_url(client.url)}: asked for the set at height {height}, got height {h}")
         infos = list(first.validators)
         page = 2
         while len(infos) < total:
             if page > MAX_PAGES:
-                raise IndexerError(f"{client.url}: more than {MAX_PAGES} pages at height {h}")
+                raise IndexerError(f"{redact_url(client.url)}: more than {MAX_PAGES} pages at height {h}")
             nxt = client.validators(h, page=page, per_page=PER_PAGE)
             if nxt.block_height != h or nxt.total != total or not nxt.validators:
-                raise IndexerError(f"{client.url}: page {page} at height {h} is inconsistent with page 1")
+                raise IndexerError(f"{redact_url(client.url)}: page {page} at height {h} is inconsistent with page 1")
             infos += nxt.validators
             page += 1
     except (EndpointError, p.ProtocolError) as exc:
         raise IndexerError(str(exc)) from None
     if len(infos) != total or len({v.address for v in infos}) != total:
-        raise IndexerError(f"{client.url}: height {h}: {len(infos)} validators read, total says {total}")
+        raise IndexerError(f"{redact_url(client.url)}: height {h}: {len(infos)} validators read, total says {total}")
     for v in infos:
         derived = address_of(v.pub_key_type, v.pub_key)
         if derived is not None and derived != v.address:
-            raise IndexerError(f"{client.url}: validator {v.address} reports a public key whose address is {derived}")
+            raise IndexerError(
+                f"{redact_url(client.url)}: validator {v.address} reports a public key whose address is {derived}"
+            )
     return h, [Member(v.address, v.voting_power, i, v.pub_key_type, v.pub_key) for i, v in enumerate(infos)]
 
 
@@ -102,7 +108,7 @@ class ChainIndexer:
 
     def _client(self) -> tuple[RPCClient, p.Status]:
         try:
-            return best_client(self.chain, self.client_factory)
+            return best_client(self.chain, self.client_factory, record=latest_stored_height(self.chain))
         except NoUsableEndpoint as exc:
             raise IndexerError(str(exc)) from None
 
@@ -111,7 +117,7 @@ class ChainIndexer:
             result = self._pass()
         except IndexerError as exc:
             SetIndexState.objects.filter(chain=self.chain).update(
-                last_error=str(exc)[:2000], last_error_at=timezone.now()
+                last_error=one_line(exc, 2000), last_error_at=timezone.now()
             )
             log.error("%s: validator set not updated: %s", self.chain.name, exc)
             raise

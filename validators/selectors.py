@@ -19,6 +19,14 @@ def active_set(chain_id: int, height: int) -> QuerySet[SetMembership]:
     )
 
 
+def first_recorded_height(chain_id: int) -> int | None:
+    """The first height whose active set is recorded (before it, nobody knows who was in the set)."""
+    first = (
+        SetMembership.objects.filter(chain_id=chain_id).order_by("heights").values_list("heights", flat=True).first()
+    )
+    return first.lower if first is not None else None
+
+
 def latest_known_set(chain_id: int, height: int) -> tuple[list[SetMembership], int | None]:
     """The set at `height` for a height in progress, which the indexer may not have reached yet:
     then the previous height's set (a set changes rarely; the caller can say which it shows).

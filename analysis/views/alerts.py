@@ -14,7 +14,7 @@ from django.views.decorators.http import require_POST
 
 from consensus.models import Chain
 
-from ..alerts import resolve
+from ..lifecycle import resolve
 from ..models import Alert, AlertKind, Notification, Severity
 
 

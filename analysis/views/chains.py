@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from consensus.ingest.publish import group_name
 from consensus.models import Chain
+from consensus.protocol.fields import INT64_MAX
 
 from .. import snapshots, tables
 from ..models import HeightVerdict
@@ -29,8 +30,8 @@ def _int(value: str | None, name: str) -> int | None:
         number = int(value)
     except ValueError:
         raise Http404(f"{name} must be a number") from None
-    if number < 0:
-        raise Http404(f"{name} must not be negative")
+    if not 0 <= number <= INT64_MAX:
+        raise Http404(f"{name} is out of range")  # a height past bigint can exist in no table
     return number
 
 
@@ -101,6 +102,8 @@ def heights_grid(request: HttpRequest, name: str) -> HttpResponse:
 
 @login_required
 def height_detail(request: HttpRequest, name: str, height: int) -> HttpResponse:
+    if height > INT64_MAX:
+        raise Http404("height is out of range")
     chain = get_object_or_404(Chain, name=name)
     rounds = snapshots.height_detail(chain, height)
     for r in rounds:

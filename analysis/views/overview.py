@@ -7,10 +7,25 @@ from django.db import connection
 from django.shortcuts import render
 from django.utils import timezone
 
+from common.text import redact_url
 from consensus.models import Chain, ChainStatus, DeadLetter, Gap, Step
 from validators.models import Validator
 
 from ..models import Alert, Severity
+from ..rules import stale_after
+
+
+def feed(status: ChainStatus | None, now) -> tuple[str, bool, str]:
+    """What the subscriber last said, as (label, ok, endpoint): an old report is shown as stale with
+    its age, never as a live "connected"; a chain nobody reports on says so."""
+    if status is None:
+        return "no subscriber", False, ""
+    endpoint = redact_url(status.endpoint) if "://" in status.endpoint else status.endpoint
+    age = (now - status.updated_at).total_seconds()
+    if age > stale_after(status):
+        minutes = f"{int(age // 60)} min" if age >= 120 else f"{int(age)}s"
+        return f"stale ({status.state} {minutes} ago)", False, endpoint
+    return status.state, status.state == "connected", endpoint
 
 
 @login_required
@@ -50,7 +65,7 @@ def overview(request):
                 "proposer": proposers.get(proposer_id),
                 "step": Step(step).label if step else "",
                 "age": (now - started).total_seconds() if started else None,
-                "status": statuses.get(chain.pk),
+                "feed": feed(statuses.get(chain.pk), now),
                 "critical": counts[Severity.CRITICAL],
                 "warning": counts[Severity.WARNING],
                 "info": counts[Severity.INFO],

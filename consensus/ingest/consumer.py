@@ -17,6 +17,7 @@ import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import redis
@@ -81,8 +82,20 @@ class StreamConsumer:
         self._next_claim = 0.0
         self.idle = False  # the last read of new entries found none
 
-    def ensure_groups(self) -> None:
-        for key in self.chains:
+    def add_chains(self, chains: list[Chain]) -> list[Chain]:
+        """Start consuming chains that appeared since (added in the admin, registered by the
+        subscriber); returns the new ones. A chain disabled later keeps being drained: its stream
+        may still hold entries."""
+        new = [c for c in chains if stream_key(c.name) not in self.chains]
+        for c in new:
+            self.chains[stream_key(c.name)] = c
+        if new:
+            self.ensure_groups([stream_key(c.name) for c in new])
+            log.info("consumer %s now also streams %s", self.consumer, ", ".join(c.name for c in new))
+        return new
+
+    def ensure_groups(self, keys: list[str] | None = None) -> None:
+        for key in keys if keys is not None else list(self.chains):
             try:
                 # From the stream's beginning: entries written before the first stream_events run count too.
                 self.client.xgroup_create(key, GROUP, id="0", mkstream=True)
@@ -246,6 +259,12 @@ class StreamConsumer:
                 continue
         return out
 
+    def drained(self) -> bool:
+        """Nothing left for the group in any stream: no entry unread and none pending (not even
+        entries a dead consumer still holds: they are claimed after --claim-idle and stored)."""
+        lags = self.lag()
+        return len(lags) == len(self.chains) and all(not unread and not pending for unread, pending in lags.values())
+
     def run(
         self,
         *,
@@ -253,11 +272,16 @@ class StreamConsumer:
         max_entries: int | None = None,
         idle_exit: bool = False,
         pipelined: bool = True,
+        chains: Callable[[], list[Chain]] | None = None,
+        refresh_every: float = 5.0,
     ) -> Stats:
         """Loop until stopped. Pipelined: this thread reads and decodes the next batch while a second
-        thread commits the previous one (PostgreSQL's time and Python's overlap)."""
+        thread commits the previous one (PostgreSQL's time and Python's overlap). `chains`: where to
+        look for chains added later (every `refresh_every` seconds). `idle_exit`: return once the
+        streams are drained, unread and pending alike."""
         self.ensure_groups()
         writer = _Writer(self) if pipelined else None
+        next_refresh = time.monotonic() + refresh_every
         next_log = time.monotonic() + log_interval
         last: dict[str, int] = {}
         last_time = time.monotonic()
@@ -272,9 +296,16 @@ class StreamConsumer:
                     continue
                 if max_entries is not None and self.stats.entries >= max_entries:
                     break
-                if idle_exit and not handled and self.idle and (writer is None or writer.drained()):
+                if idle_exit and not handled and self.idle and (writer is None or writer.drained()) and self.drained():
                     break
                 now = time.monotonic()
+                if chains is not None and now >= next_refresh:
+                    next_refresh = now + refresh_every
+                    try:
+                        self.add_chains(chains())
+                    except DatabaseError as exc:
+                        log.warning("cannot look for new chains (%s); trying again later", str(exc).splitlines()[0])
+                        close_old_connections()
                 if now >= next_log:
                     self._log(last, now - last_time)
                     last_time, next_log = now, now + log_interval

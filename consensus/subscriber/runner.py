@@ -48,13 +48,14 @@ class SubscribeRunner:
         buffer_bytes: int = 256 * 2**20,
         max_events: int | None = None,
         log_interval: float = 10.0,
+        stop: threading.Event | None = None,
     ) -> None:
-        self.targets = targets
+        self.targets = list(targets)
         self.client = client
         self.opts = options or Options()
         self.maxlen = maxlen
         self.log_interval = log_interval
-        self.stop = threading.Event()
+        self.stop = stop or threading.Event()
         self.writer = StreamWriter(client, maxlen=maxlen, buffer_bytes=buffer_bytes, stop_after=max_events)
         self.workers: list[ChainWorker] = []
         self.backfillers: list[Backfiller] = []
@@ -77,34 +78,56 @@ class SubscribeRunner:
             return
         self.writer.start()
         for target in self.targets:
-            worker = ChainWorker(
-                chain_name=target.name,
-                chain_id=target.chain_id,
-                endpoints=target.endpoints,
-                writer=self.writer,
-                stop=self.stop,
-                options=self.opts,
-                last_height=self._last_height(target.name),
-                adopt_chain_id=target.adopt_chain_id,
-            )
-            backfiller = Backfiller(
-                target.name,
-                worker.health,
-                self.writer,
-                self.stop,
-                limit=self.opts.backfill_limit,
-                timeout=self.opts.http_timeout,
-            )
-            worker.on_gap = backfiller.add
-            self.workers.append(worker)
-            self.backfillers.append(backfiller)
-            backfiller.start()
-            worker.start()
+            self._start_target(target)
 
-    def run(self, *, duration: float | None = None, flush_timeout: float = 5.0) -> RunReport:
-        """Run until stop is set, --max-events are delivered, or `duration` seconds pass."""
+    def _start_target(self, target: ChainTarget) -> None:
+        worker = ChainWorker(
+            chain_name=target.name,
+            chain_id=target.chain_id,
+            endpoints=target.endpoints,
+            writer=self.writer,
+            stop=self.stop,
+            options=self.opts,
+            last_height=self._last_height(target.name),
+            adopt_chain_id=target.adopt_chain_id,
+        )
+        backfiller = Backfiller(
+            target.name,
+            worker.health,
+            self.writer,
+            self.stop,
+            limit=self.opts.backfill_limit,
+            timeout=self.opts.http_timeout,
+        )
+        worker.on_gap = backfiller.add
+        self.workers.append(worker)
+        self.backfillers.append(backfiller)
+        backfiller.start()
+        worker.start()
+
+    def add_targets(self, targets: list[ChainTarget]) -> list[str]:
+        """Start watching chains added since (in the admin, by another command); returns their names."""
+        known = {w.chain for w in self.workers}
+        new = [t for t in targets if t.name not in known]
+        for target in new:
+            self.targets.append(target)
+            self._start_target(target)
+            log.info("now also watching %s (%d endpoint(s))", target.name, len(target.endpoints))
+        return [t.name for t in new]
+
+    def run(
+        self,
+        *,
+        duration: float | None = None,
+        flush_timeout: float = 5.0,
+        refresh: Callable[[], list[ChainTarget]] | None = None,
+        refresh_every: float = 10.0,
+    ) -> RunReport:
+        """Run until stop is set, --max-events are delivered, or `duration` seconds pass. `refresh`:
+        where to look (every `refresh_every` seconds) for chains added later."""
         self.start()
         deadline = time.monotonic() + duration if duration else None
+        next_refresh = time.monotonic() + refresh_every
         next_log = time.monotonic() + self.log_interval
         last_counts = {w.chain: 0 for w in self.workers}
         last_time = time.monotonic()
@@ -114,6 +137,12 @@ class SubscribeRunner:
             now = time.monotonic()
             if deadline and now >= deadline:
                 break
+            if refresh is not None and now >= next_refresh:
+                next_refresh = now + refresh_every
+                try:
+                    self.add_targets(refresh())
+                except Exception as exc:  # the database away: look again later
+                    log.warning("cannot look for new chains (%s); trying again later", one_line(exc))
             if now >= next_log:
                 self._log_stats(last_counts, now - last_time)
                 last_time, next_log = now, now + self.log_interval

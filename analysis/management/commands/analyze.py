@@ -1,15 +1,34 @@
 """`manage.py analyze missing-votes`: the original ctop's `analyzer missing-votes --poll.frequency 30s
---network osmosis`, on one, several or every enabled chain."""
+--network osmosis`, on one, several or every enabled chain.
+
+Started before its chains exist (or before PostgreSQL answers), it waits for them; chains added
+later are picked up on the next tick.
+"""
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections
 
+from analysis.notify import Notifier, send_due
 from analysis.runner import MissingVoteAnalyzer
 from ctop_project.cli import parse_duration
-from ctop_project.commands import command_chains, require_database, stop_on_signals
+from ctop_project.commands import (
+    chain_watch,
+    first_line,
+    require_database,
+    stop_on_signals,
+    wait_for_chains,
+    wait_for_database,
+)
+
+log = logging.getLogger("ctop.analyzer")
+
+MIN_TICK_GAP = 0.5  # seconds between ticks woken early by look-ups that came back
 
 
 class Command(BaseCommand):
@@ -30,18 +49,53 @@ class Command(BaseCommand):
             dest="poll_frequency",
             type=parse_duration,
             default="30s",
-            help="How often to judge new heights (default 30s).",
+            help="How often to judge new heights (default 30s); sooner when a node's answer comes back.",
         )
-        parser.add_argument("--once", action="store_true", help="One pass, then exit.")
+        parser.add_argument("--once", action="store_true", help="One pass (and the look-ups it needs), then exit.")
 
     def handle(self, *args, **opts) -> None:
-        require_database()
-        chains = command_chains(opts["networks"])
-        analyzer = MissingVoteAnalyzer(chains)
+        watch = chain_watch(opts["networks"])
+        if opts["once"]:
+            require_database()
+            chains = watch.current()
+            if not chains:
+                raise CommandError(f"no chains to analyse ({watch.describe()})", returncode=1)
+            analyzer = MissingVoteAnalyzer(chains, lookup_workers=0)
+            try:
+                judged = analyzer.settle()
+                send_due()
+            finally:
+                analyzer.close()
+            self.stdout.write(f"judged {judged} height(s)")
+            return
         stop = threading.Event()
         stop_on_signals(stop)
-        while not stop.is_set():
-            analyzer.run_once()
-            if opts["once"]:
-                break
-            stop.wait(opts["poll_frequency"].total_seconds())
+        if not wait_for_database(stop) or not wait_for_chains(watch, stop):
+            return
+        analyzer = MissingVoteAnalyzer(watch.current)
+        notifier = Notifier().start()
+        log.info("analysing %s", watch.describe())
+        interval = opts["poll_frequency"].total_seconds()
+        try:
+            while not stop.is_set():
+                started = time.monotonic()
+                try:
+                    analyzer.run_once()
+                    notifier.wake()
+                except (OperationalError, InterfaceError) as exc:
+                    log.error("PostgreSQL unavailable (%s); waiting for it", first_line(exc))
+                    close_old_connections()
+                    if not wait_for_database(stop):
+                        break
+                except DatabaseError as exc:
+                    log.error("a tick failed in the database (%s); the next tick tries again", first_line(exc))
+                    close_old_connections()
+                # Until the next poll, or until a node's answer came back (not sooner than MIN_TICK_GAP).
+                deadline = started + interval
+                while not stop.is_set() and time.monotonic() < deadline:
+                    if analyzer.wake.wait(min(1.0, max(deadline - time.monotonic(), 0.01))):
+                        stop.wait(max(0.0, started + MIN_TICK_GAP - time.monotonic()))
+                        break
+        finally:
+            notifier.close()
+            analyzer.close()

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from analysis.status import as_dict, collect
+from common.text import one_line, redact_url
 from consensus.streams import connect
 from ctop_project.commands import require_database
 
@@ -33,7 +34,10 @@ class Command(BaseCommand):
         try:
             client.ping()
         except redis.RedisError as exc:
-            self.stderr.write(f"Redis is not reachable at {settings.REDIS_URL} ({exc}); heights seen and lag unknown")
+            self.stderr.write(
+                f"Redis is not reachable at {redact_url(settings.REDIS_URL)} ({one_line(exc)}); "
+                "heights seen and lag unknown"
+            )
             client = None
         rows = collect(client, lag_heights=opts["lag"])
         if opts["json"]:

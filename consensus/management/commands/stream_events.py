@@ -6,15 +6,17 @@ The original ctop's `redis-event-stream --redis.url --db.url --networks`.
 from __future__ import annotations
 
 import logging
+import threading
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from consensus.ingest import LivePublisher, StreamConsumer, default_consumer_name
+from consensus.ingest.consumer import Stats
 from consensus.ingest.workers import supervise
 from consensus.streams import connect
 from ctop_project.cli import parse_duration
-from ctop_project.commands import command_chains, require_database, stop_on_signals
+from ctop_project.commands import chain_watch, stop_on_signals, wait_for_chains, wait_for_database
 
 log = logging.getLogger("ctop.stream")
 
@@ -69,24 +71,33 @@ class Command(BaseCommand):
             raise CommandError("--batch must be positive", returncode=2)
         if not 1 <= opts["workers"] <= 64:
             raise CommandError("--workers must be between 1 and 64", returncode=2)
-        require_database()
-        chains = command_chains(opts["networks"])
+        watch = chain_watch(opts["networks"])
         name = opts["consumer"] or default_consumer_name()
         if opts["workers"] == 1:
-            stats = self._consume(chains, name, opts)
+            stats = self._consume(watch, name, opts)
             self.stdout.write(f"stored {stats.entries} stream entries in {stats.batches} batches")
             return
         # N processes, consumers "<name>-0" ... "<name>-N-1" on the one group (see ingest.workers).
-        status = supervise(opts["workers"], lambda i: self._worker(chains, f"{name}-{i}", opts))
+        status = supervise(opts["workers"], lambda i: self._worker(watch, f"{name}-{i}", opts))
         if status:
             raise CommandError("a stream worker failed while stopping; see the log", returncode=1)
 
-    def _worker(self, chains: list, name: str, opts: dict) -> int:
-        stats = self._consume(chains, name, opts)
+    def _worker(self, watch, name: str, opts: dict) -> int:
+        stats = self._consume(watch, name, opts)
         log.info("consumer %s stored %d stream entries in %d batches", name, stats.entries, stats.batches)
         return 0
 
-    def _consume(self, chains: list, name: str, opts: dict):
+    def _consume(self, watch, name: str, opts: dict):
+        stop = threading.Event()
+        stop_on_signals(stop)
+        stats = Stats()
+        # Started before PostgreSQL or before its chains exist (systemd starts every unit at once),
+        # it waits for them instead of exiting; chains added later are picked up as it runs.
+        if not wait_for_database(stop):
+            return stats
+        chains = watch.current() if opts["until_idle"] else wait_for_chains(watch, stop)
+        if not chains:
+            return stats
         publisher = None
         if not opts["no_live"]:
             publisher = LivePublisher()
@@ -99,12 +110,13 @@ class Command(BaseCommand):
             claim_idle_ms=int(opts["claim_idle"].total_seconds() * 1000),
             publisher=publisher,
         )
-        stop_on_signals(consumer.stop)
+        consumer.stop = stop
         log.info("consumer %s streaming %s", consumer.consumer, ", ".join(c.name for c in chains))
         stats = consumer.run(
             log_interval=opts["log_interval"].total_seconds(),
             max_entries=opts["max_entries"],
             idle_exit=opts["until_idle"],
+            chains=watch.current,
         )
         if publisher:
             publisher.stop()

@@ -6,6 +6,7 @@ The original ctop's `event-subscription-service --networks <name>,<rpc> --redis.
 from __future__ import annotations
 
 import logging
+import threading
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -13,17 +14,35 @@ from django.db import close_old_connections
 
 from common.text import one_line, redact_url
 from consensus.models import Chain
-from consensus.networks import NetworksError, parse_networks
 from consensus.streams import connect
 from consensus.subscriber import ChainTarget, Options, SubscribeRunner
 from ctop_project.cli import parse_duration
-from ctop_project.commands import command_chains, require_database, stop_on_signals
+from ctop_project.commands import chain_watch, stop_on_signals, wait_for_chains, wait_for_database
 
 log = logging.getLogger("ctop.subscriber")
 
 
 def seconds(text: str) -> float:
     return parse_duration(text).total_seconds()
+
+
+_no_endpoint_said: set[str] = set()
+
+
+def chain_targets(chains: list) -> list[ChainTarget]:
+    """What the runner watches: each chain with its enabled endpoints (a chain without one waits
+    until it has one, said once in the log)."""
+    close_old_connections()
+    targets = []
+    for chain in chains:
+        endpoints = [(e.url, e.priority) for e in chain.endpoints.filter(enabled=True)]
+        if not endpoints:
+            if chain.name not in _no_endpoint_said:
+                log.warning("chain %s has no enabled endpoint: waiting for one (add it in the admin)", chain.name)
+                _no_endpoint_said.add(chain.name)
+            continue
+        targets.append(ChainTarget(chain.name, chain.chain_id, endpoints, adopter(chain.pk)))
+    return targets
 
 
 def adopter(chain_pk: int):
@@ -98,13 +117,9 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **opts) -> None:
-        try:
-            if opts["networks"]:
-                parse_networks(opts["networks"])  # the syntax first: nothing starts on a bad list
-        except NetworksError as exc:
-            raise CommandError(str(exc), returncode=2) from None
-        require_database()
-        chains = command_chains(opts["networks"], with_urls=True)
+        # What can never become valid first (exit 2, before anything connects): the --networks
+        # syntax and the numbers.
+        watch = chain_watch(opts["networks"], with_urls=True)
         for name in (
             "max_events",
             "buffer_mb",
@@ -115,12 +130,13 @@ class Command(BaseCommand):
         ):
             if opts[name] is not None and opts[name] <= 0:
                 raise CommandError(f"--{name.replace('_', '-')} must be positive", returncode=2)
-        targets = []
-        for chain in chains:
-            endpoints = [(e.url, e.priority) for e in chain.endpoints.filter(enabled=True)]
-            if not endpoints:
-                raise CommandError(f"chain {chain.name} has no enabled endpoint", returncode=2)
-            targets.append(ChainTarget(chain.name, chain.chain_id, endpoints, adopter(chain.pk)))
+        stop = threading.Event()
+        stop_on_signals(stop)
+        # What may come later is waited for: PostgreSQL (for the chains and their endpoints), and
+        # chains at all when none is named yet.
+        if not wait_for_database(stop) or not wait_for_chains(watch, stop, every=5.0):
+            return
+        targets = chain_targets(watch.current())
         client = connect(opts["redis_url"] or settings.REDIS_URL)
         try:
             client.ping()
@@ -147,11 +163,11 @@ class Command(BaseCommand):
             buffer_bytes=opts["buffer_mb"] * 2**20,
             max_events=opts["max_events"],
             log_interval=opts["log_interval"],
+            stop=stop,
         )
-        stop_on_signals(runner.stop)
         close_old_connections()
         log.info("watching %s", ", ".join(f"{t.name} ({len(t.endpoints)} endpoint(s))" for t in targets))
-        report = runner.run(duration=opts["duration"])
+        report = runner.run(duration=opts["duration"], refresh=lambda: chain_targets(watch.current()))
         self.stdout.write(
             f"delivered {report.delivered} entries to Redis"
             + (f"; {report.undelivered} NOT delivered" if report.undelivered else "")

@@ -1,22 +1,19 @@
 """`manage.py index_validators`: the active set of every watched chain, with its full history.
 
-The original ctop's `validator-indexer --poll.frequency 60s --networks <name>,<rpc>`.
+The original ctop's `validator-indexer --poll.frequency 60s --networks <name>,<rpc>`. Started before
+its chains exist (or before PostgreSQL answers), it waits for them; chains added later are indexed
+from the next poll.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 
 from django.core.management.base import BaseCommand, CommandError
-from django.db import DatabaseError, close_old_connections
 
 from ctop_project.cli import parse_duration
-from ctop_project.commands import command_chains, require_database, stop_on_signals
-from validators.indexer import ChainIndexer, IndexerError
-from validators.monikers import refresh_monikers
-
-log = logging.getLogger("ctop.indexer")
+from ctop_project.commands import chain_watch, require_database, stop_on_signals, wait_for_chains, wait_for_database
+from validators.runner import IndexerRunner
 
 
 class Command(BaseCommand):
@@ -49,28 +46,19 @@ class Command(BaseCommand):
             raise CommandError(
                 "--db.url is not used by ctop: set DATABASE_URL in the environment or .env", returncode=2
             )
-        require_database()
-        chains = command_chains(opts["networks"], with_urls="://" in opts["networks"])
+        watch = chain_watch(opts["networks"], with_urls="://" in opts["networks"])
+        interval = opts["poll_frequency"].total_seconds()
+        if opts["once"]:
+            require_database()
+            chains = watch.current()
+            if not chains:
+                raise CommandError(f"no chains to index ({watch.describe()})", returncode=1)
+            failures = IndexerRunner(lambda: chains, interval=interval).run_once()
+            if failures:
+                raise CommandError(f"{failures} chain(s) could not be indexed (see the log)", returncode=1)
+            return
         stop = threading.Event()
         stop_on_signals(stop)
-        interval = opts["poll_frequency"].total_seconds()
-        failures = 0
-        while not stop.is_set():
-            failures = 0
-            for chain in chains:
-                if stop.is_set():
-                    break
-                try:
-                    ChainIndexer(chain).run_once()
-                    refresh_monikers(chain)
-                except IndexerError:
-                    failures += 1  # logged; the history is untouched
-                except DatabaseError as exc:
-                    failures += 1
-                    log.error("%s: database unavailable (%s); retrying next poll", chain.name, exc)
-                    close_old_connections()
-            if opts["once"]:
-                break
-            stop.wait(interval)
-        if opts["once"] and failures:
-            raise CommandError(f"{failures} chain(s) could not be indexed (see the log)", returncode=1)
+        if not wait_for_database(stop) or not wait_for_chains(watch, stop):
+            return
+        IndexerRunner(watch.current, interval=interval).run(stop)

@@ -1,0 +1,120 @@
+"""The analyzer's questions to nodes, asked off the judging path.
+
+Judging reads only the database. When a height needs a node's answer (its canonical commit, to
+cross-check a precommit ctop did not see; or the validator set of a height the indexer has not
+reached), the question goes to a small pool of threads, at most one job per chain at a time, and
+the height waits for a later tick. So a chain whose endpoint is slow, dripping or dead costs one
+pool thread for at most its deadlines, and every other chain is judged and alerted on time.
+The analyzer is woken as soon as an answer comes back, so a healthy endpoint adds no tick of delay.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import logging
+import threading
+from collections.abc import Callable
+
+from common.pool import KeyedPool
+from consensus import protocol as p
+from consensus.endpoints import NoUsableEndpoint, best_client
+from consensus.models import Chain
+from consensus.rpc import EndpointError, RPCClient
+from consensus.selectors import latest_stored_height
+from consensus.services import store_commit
+from validators.indexer import ChainIndexer, IndexerError
+
+log = logging.getLogger("ctop.analyzer")
+
+
+class CommitLookup(enum.Enum):
+    STORED = "stored"  # the canonical commit's signatures are in the database now
+    NOT_YET = "not yet"  # height+1 is not committed yet: ask again on a later tick
+    UNAVAILABLE = "unavailable"  # no endpoint answered, or the node pruned the height
+    PENDING = "pending"  # asked; the answer has not come back yet
+
+
+class RemoteLookups:
+    def __init__(
+        self,
+        *,
+        workers: int = 4,
+        on_done: Callable[[], None] | None = None,
+        client_factory: Callable[[str], RPCClient] | None = None,
+    ) -> None:
+        self.pool = KeyedPool(workers, "analyzer-lookup", on_done=on_done)
+        self.client_factory = client_factory
+        self._answers: dict[tuple[int, int], CommitLookup] = {}
+        self._lock = threading.Lock()
+        self.asked = 0  # questions submitted so far (settle() stops when a tick asks nothing new)
+
+    # --- commits ---
+
+    def commit(self, chain: Chain, height: int) -> CommitLookup | None:
+        """The answer for `height` if one came back (taken: a NOT_YET is asked again next time), or
+        PENDING while a look-up for the chain is under way, or None: not asked yet."""
+        with self._lock:
+            answer = self._answers.pop((chain.pk, height), None)
+        if answer is None and self.pool.busy(("commit", chain.pk)):
+            return CommitLookup.PENDING
+        return answer
+
+    def ask_commits(self, chain: Chain, heights: list[int]) -> None:
+        if heights and self.pool.submit(
+            ("commit", chain.pk),
+            lambda: self._fetch_commits(chain, heights),
+            what=f"{chain.name}: commit look-up of {len(heights)} height(s)",
+        ):
+            self.asked += 1
+
+    def _fetch_commits(self, chain: Chain, heights: list[int]) -> None:
+        """One endpoint choice (a /status per endpoint) for the whole run of heights."""
+        try:
+            client, _ = best_client(chain, self.client_factory, record=latest_stored_height(chain))
+        except NoUsableEndpoint as exc:
+            log.warning("%s: cannot cross-check precommits now: %s", chain.name, exc)
+            self._answer(chain, heights, CommitLookup.UNAVAILABLE)
+            return
+        for height in heights:
+            try:
+                commit = client.commit(height)
+            except (EndpointError, p.ProtocolError) as exc:  # RPCError too: e.g. a pruned height
+                log.warning("%s h=%d: cannot cross-check precommits: %s", chain.name, height, exc)
+                self._answer(chain, [height], CommitLookup.UNAVAILABLE)
+                continue
+            if commit.height != height:
+                log.warning(
+                    "%s h=%d: the node answered with the commit of height %d", chain.name, height, commit.height
+                )
+                self._answer(chain, [height], CommitLookup.UNAVAILABLE)
+            elif not commit.canonical:
+                self._answer(chain, [height], CommitLookup.NOT_YET)
+            else:
+                store_commit(chain, commit)
+                self._answer(chain, [height], CommitLookup.STORED)
+
+    def _answer(self, chain: Chain, heights: list[int], answer: CommitLookup) -> None:
+        with self._lock:
+            for h in heights:
+                self._answers[(chain.pk, h)] = answer
+
+    # --- validator sets ---
+
+    def ask_set(self, chain: Chain) -> bool:
+        """Index the chain's set now (the indexer has not reached the heights to judge); False if an
+        indexing of this chain is already under way."""
+        submitted = self.pool.submit(("set", chain.pk), lambda: self._index(chain), what=f"{chain.name}: set indexing")
+        self.asked += submitted
+        return submitted
+
+    @staticmethod
+    def _index(chain: Chain) -> None:
+        with contextlib.suppress(IndexerError):  # logged and recorded by the indexer; the heights wait
+            ChainIndexer(chain).run_once()
+
+    def wait(self, timeout: float | None = None) -> None:
+        self.pool.wait(timeout)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False)

@@ -1,0 +1,96 @@
+"""IndexerRunner: every chain's validator-set indexing on its own schedule, each chain a job of its
+own in a small pool, so one chain's slow or broken endpoint never delays another chain's sets.
+
+A chain's failure (an endpoint that lies, drips or answers nonsense, a malformed REST reply, a
+bug) is logged with the chain's name and recorded on its SetIndexState; the other chains go on.
+The management command is a thin shell around this; tests drive it directly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from django.db import DatabaseError
+from django.utils import timezone
+
+from common.pool import KeyedPool
+from common.text import one_line
+from consensus.models import Chain
+
+from .indexer import ChainIndexer, IndexerError
+from .models import SetIndexState
+from .monikers import refresh_monikers
+
+log = logging.getLogger("ctop.indexer")
+
+
+def index_chain(chain: Chain) -> bool:
+    """One pass over one chain (its set, then its monikers); False if anything failed (recorded)."""
+    try:
+        ChainIndexer(chain).run_once()
+    except IndexerError:
+        return False  # logged and recorded by the indexer; the history is untouched
+    try:
+        refresh_monikers(chain)
+    except IndexerError as exc:
+        log.warning("%s: %s", chain.name, exc)
+        _record_error(chain, str(exc))
+        return False
+    return True
+
+
+def _record_error(chain: Chain, message: str) -> None:
+    with contextlib.suppress(DatabaseError):  # the database away: the log says it
+        SetIndexState.objects.filter(chain=chain).update(
+            last_error=one_line(message, 2000), last_error_at=timezone.now()
+        )
+
+
+class IndexerRunner:
+    def __init__(self, chains: Callable[[], list[Chain]], *, interval: float, workers: int = 4) -> None:
+        self.chains = chains
+        self.interval = interval
+        self.pool = KeyedPool(workers, "indexer")
+        self.failures: dict[int, bool] = {}
+        self._due: dict[int, float] = {}
+
+    def _job(self, chain: Chain) -> Callable[[], None]:
+        def run() -> None:
+            ok = False
+            try:
+                ok = index_chain(chain)
+            except Exception as exc:
+                log.exception("%s: indexing failed unexpectedly", chain.name)
+                _record_error(chain, f"unexpected {type(exc).__name__}: {exc}")
+            self.failures[chain.pk] = not ok
+
+        return run
+
+    def tick(self) -> None:
+        """Start a pass for every chain that is due and not still busy with the last one."""
+        now = time.monotonic()
+        for chain in self.chains():
+            if now >= self._due.get(chain.pk, 0.0) and self.pool.submit(
+                chain.pk, self._job(chain), what=f"{chain.name}: indexing"
+            ):
+                self._due[chain.pk] = now + self.interval
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self.tick()
+            except DatabaseError as exc:
+                log.error("cannot list the chains (%s); retrying", one_line(exc))
+            stop.wait(1.0)
+        self.pool.shutdown(wait=True)
+
+    def run_once(self, timeout: float | None = None) -> int:
+        """One pass over every chain, in parallel; returns how many failed."""
+        self.tick()
+        self.pool.wait(timeout)
+        self.pool.shutdown(wait=True)
+        return sum(self.failures.values())
