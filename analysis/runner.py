@@ -59,16 +59,18 @@ class MissingVoteAnalyzer:
     def chains(self) -> list[Chain]:
         return self._chains() if callable(self._chains) else self._chains
 
-    def ready_heights(self, chain: Chain, settings: AlertSettings, state: ChainState) -> list[int]:
-        """Completed heights not judged yet (the next height has started and late votes had their
-        grace), oldest first: every height ctop saw a round of, and every height whose canonical
-        commit the backfill stored (ctop was not listening then). Heights with neither (a long
-        outage beyond the backfill) are skipped, so a gap of millions costs one query."""
+    def ready_heights(self, chain: Chain, settings: AlertSettings, state: ChainState) -> tuple[list[int], int | None]:
+        """Completed heights not judged yet (the next height has started), oldest first: every height
+        ctop saw a round of, and every height whose canonical commit the backfill stored (ctop was
+        not listening then). Heights with neither (a long outage beyond the backfill) are skipped, so
+        a gap of millions costs one query. Also returns the newest of them if it is still within its
+        grace for late votes (None if not): it is judged early only on the chain's canonical commit."""
         started = state.height_started
         if started is None:
-            return []
+            return [], None
         height = state.rounds[0][0]
-        last_ready = height - 1 if started <= timezone.now() - timedelta(seconds=settings.grace_seconds) else height - 2
+        last_ready = height - 1
+        in_grace = last_ready if started > timezone.now() - timedelta(seconds=settings.grace_seconds) else None
         judged = state.latest_judged
         if judged is None:
             first = Round.objects.filter(chain=chain).order_by("height").values_list("height", flat=True).first()
@@ -78,7 +80,7 @@ class MissingVoteAnalyzer:
         else:
             start = judged + 1
         if start > last_ready:
-            return []
+            return [], None
         with connection.cursor() as cur:
             # Two walks of natural-key indexes, bounded by the window and max_heights.
             cur.execute(
@@ -87,7 +89,7 @@ class MissingVoteAnalyzer:
                 " WHERE chain_id = %s AND height BETWEEN %s AND %s ORDER BY height LIMIT %s) ORDER BY 1 LIMIT %s",
                 [chain.pk, start, last_ready, self.max_heights] * 2 + [self.max_heights],
             )
-            return [h for (h,) in cur.fetchall()]
+            return [h for (h,) in cur.fetchall()], in_grace
 
     def _overdue(self, chain: Chain, height: int) -> bool:
         started = (
@@ -98,9 +100,13 @@ class MissingVoteAnalyzer:
         )
         return started is None or started <= timezone.now() - timedelta(seconds=self.commit_wait)
 
-    def judge(self, chain: Chain, heights: list[int]) -> list[Judgement]:
+    def judge(self, chain: Chain, heights: list[int], in_grace: int | None = None) -> list[Judgement]:
         """Judgements for the leading run of `heights` that can be judged now; stops at the first
-        height whose set is unknown or whose canonical commit is worth waiting for."""
+        height whose set is unknown or whose canonical commit is worth waiting for.
+
+        in_grace: a height whose late votes may still arrive. It is judged now only if a precommit is
+        missing and the chain's canonical commit settles it (asked for at once): a validator that
+        stopped is then seen one grace period sooner, the commit being the chain's final word."""
         if heights and self.fetch_sets:
             state = SetIndexState.objects.filter(chain=chain).first()
             verified = state.verified_height if state else 0
@@ -132,6 +138,9 @@ class MissingVoteAnalyzer:
                     continue  # before the first recorded set nobody knows who was in it: never judged
                 log.warning("%s h=%d: no validator set recorded; run index_validators", chain.name, height)
                 break
+            if height == in_grace and (not j.missing_precommits or not self.fetch_commits):
+                blocked = True  # nothing the commit could settle: late votes get their grace
+                continue
             if self.fetch_commits and j.missing_precommits and j.commit_round is None and not j.unknown:
                 answer = self.lookups.commit(chain, height)
                 if answer is CommitLookup.STORED:
@@ -144,16 +153,20 @@ class MissingVoteAnalyzer:
                 elif answer is CommitLookup.NOT_YET or answer is CommitLookup.PENDING:
                     if answer is CommitLookup.NOT_YET:
                         wanted.append(height)
-                    if not self._overdue(chain, height):
+                    if not self._overdue(chain, height) or height == in_grace:
                         blocked = True  # a later tick judges it, once height+1 brings the canonical commit
                         continue
                     # Overdue (a halt, or an endpoint too slow to answer): judged with what was seen.
+                elif height == in_grace:
+                    blocked = True  # no canonical commit to settle it early: it gets its grace
+                    continue
             out.append(j)
         self.lookups.ask_commits(chain, wanted)
         return out
 
     def _judge_chain(self, chain: Chain, settings: AlertSettings, state: ChainState) -> list[Judgement]:
-        return self.judge(chain, self.ready_heights(chain, settings, state))
+        heights, in_grace = self.ready_heights(chain, settings, state)
+        return self.judge(chain, heights, in_grace)
 
     def run_once(self) -> int:
         """One tick over every chain; returns the heights it recorded."""

@@ -134,6 +134,7 @@ class GridColumn:
     height: int
     rounds: int
     unknown: bool
+    from_commit: bool = False  # ctop saw none of it: judged from the chain's canonical commit
 
 
 @dataclass
@@ -149,8 +150,8 @@ def heights_grid(chain: Chain, count: int = 100, until: int | None = None) -> tu
     if until is not None:
         verdicts = verdicts.filter(height__lte=until)
     columns = [
-        GridColumn(h, r, u)
-        for h, r, u in verdicts.order_by("-height").values_list("height", "rounds", "unknown")[:count]
+        GridColumn(h, r, u, c)
+        for h, r, u, c in verdicts.order_by("-height").values_list("height", "rounds", "unknown", "from_commit")[:count]
     ][::-1]
     if not columns:
         return [], []

@@ -48,7 +48,9 @@ def live_rows(chain: Chain, rows: list[Row]) -> SafeString:
     return mark_safe("\n".join(out))  # noqa: S308 - every outside value above is escaped
 
 
-def grid_rows(chain: Chain, rows: list[GridRow]) -> SafeString:
+def grid_rows(chain: Chain, rows: list[GridRow], from_commit: frozenset[int] = frozenset()) -> SafeString:
+    """from_commit: heights ctop did not see, judged from the chain's canonical commit (shown
+    hatched, and said so in the cell's title)."""
     base = _validator_base(chain)
     height_base = reverse("analysis:heights", args=[chain.name])
     out = []
@@ -56,7 +58,8 @@ def grid_rows(chain: Chain, rows: list[GridRow]) -> SafeString:
         v = row.validator
         bad = " bad" if row.missed else ""
         cells = "".join(
-            f'<td class="c-{mark or "_"}" title="{height}: {mark or "not in the set"}">'
+            f'<td class="c-{mark or "_"}{" fc" if height in from_commit else ""}" title="{height}: '
+            f'{mark or "not in the set"}{" (from the chain&#x27;s commit)" if height in from_commit else ""}">'
             f'<a href="{height_base}{height}/"></a></td>'
             for height, mark in row.cells
         )

@@ -249,12 +249,13 @@ class Localnet:
         )
         node.pid_file.write_text(str(proc.pid))
 
-    def stop_node(self, i: int, timeout: float = 15.0) -> None:
+    def stop_node(self, i: int, timeout: float = 15.0, *, kill: bool = False) -> None:
+        """Stop node i by process id: SIGTERM (a clean stop), or SIGKILL with kill=True (a crash)."""
         node = self.nodes[i]
         pid = node.pid()
         if pid is None:
             return
-        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, signal.SIGKILL if kill else signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:

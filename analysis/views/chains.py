@@ -92,7 +92,7 @@ def heights_grid(request: HttpRequest, name: str) -> HttpResponse:
             "chain": chain,
             "columns": columns,
             "rows": rows,
-            "rows_html": tables.grid_rows(chain, rows),
+            "rows_html": tables.grid_rows(chain, rows, frozenset(c.height for c in columns if c.from_commit)),
             "count": count,
             "missing_only": request.GET.get("missing") == "1",
             "older": columns[0].height - 1 if columns else None,

@@ -9,7 +9,7 @@ from django.shortcuts import get_object_or_404, render
 
 from validators.models import SetMembership, Validator
 
-from ..models import Alert, ValidatorVerdict
+from ..models import Alert, HeightVerdict, ValidatorVerdict
 from ..snapshots import participation
 
 CHART_W, CHART_H, BUCKET = 600, 120, 100
@@ -47,6 +47,13 @@ def validator_detail(request: HttpRequest, name: str, address: str) -> HttpRespo
         .order_by("-height")
         .values_list("height", "prevotes", "precommits")[:50]
     )
+    # Heights ctop did not see, judged from the chain's commit: said so beside each.
+    from_commit = set(
+        HeightVerdict.objects.filter(
+            chain_id=validator.chain_id, height__in=[h for h, _, _ in misses], from_commit=True
+        ).values_list("height", flat=True)
+    )
+    misses = [(h, pv, pc, h in from_commit) for h, pv, pc in misses]
     memberships = SetMembership.objects.filter(validator=validator).order_by("-heights")[:100]
     alerts = Alert.objects.filter(validator=validator).order_by("-opened_at")[:20]
     judged = sum(b[1] for b in buckets)

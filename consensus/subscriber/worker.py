@@ -114,6 +114,7 @@ class ChainWorker(threading.Thread):
             self.reference.note_record(last_height[0], self.reference.clock() - max(age, 0.0))
         self._healed = False
         self.connected_url = ""
+        self.first_event_at = 0.0  # monotonic: the current session's first event (failover timing)
         self._blind_reason = ""
         self._next_heartbeat = 0.0
         self._gap_reason = "not listening (disconnected or restarted)"
@@ -299,6 +300,8 @@ class ChainWorker(threading.Thread):
                 if text:
                     last_frame = now
                     if self._frame(text, first):
+                        if first:
+                            self.first_event_at = now
                         first = False
                         got_events = True
                 elif text == "":
