@@ -142,6 +142,7 @@ class Alert(models.Model):
             ),
         ]
         indexes = [models.Index(fields=["is_open", "-updated_at"], name="alert_open_recent")]
+        permissions = [("resolve_alert", "Can resolve an open alert by hand")]
 
     def __str__(self) -> str:
         return self.summary

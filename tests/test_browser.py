@@ -1,7 +1,9 @@
-"""A real browser on the live consensus page: headless Chromium (Debian's chromium and
-chromium-driver) opens /chains/<name>/ served by Daphne (HTTP and websocket) while the simulator
-produces blocks through the real pipeline, and sees the height advance without a reload.
-The test saves a screenshot to artifacts/live-view.png."""
+"""A real browser on the team's pages: headless Chromium (Debian's chromium and chromium-driver)
+signs in as a team member (not staff) through the sign-in form, sees the overview and the alerts,
+opens /chains/<name>/ served by Daphne (HTTP and websocket) while the simulator produces blocks
+through the real pipeline, and sees the height advance without a reload. The admin refuses the
+same account, and signing out in another tab ends the live page's socket: the page goes to the
+sign-in form. The test saves a screenshot to artifacts/live-view.png."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from channels.testing import ChannelsLiveServerTestCase
 from daphne.testing import DaphneProcess
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.test import Client, override_settings
+from django.test import override_settings
 
 from consensus.ingest import LivePublisher, StreamConsumer
 from consensus.models import Chain, Endpoint
@@ -92,15 +94,19 @@ class LiveViewInABrowser(ChannelsLiveServerTestCase):
 
             streamer = threading.Thread(target=stream_events, daemon=True)
             streamer.start()
-            user = get_user_model().objects.create_user("viewer", password="pw-for-tests")
-            login = Client()
-            login.force_login(user)
+            get_user_model().objects.create_user("viewer", password="pw-for-tests-42")  # a team member
             with running([ChainTarget("sim-live", "sim-live", [(node.url, 0)])], client):
                 driver = browser()
-                driver.get(self.live_server_url + "/admin/login/")
-                driver.add_cookie({"name": "sessionid", "value": login.cookies["sessionid"].value, "path": "/"})
-                driver.get(self.live_server_url + "/chains/sim-live/")
-                assert "live-state" in driver.page_source, driver.page_source[:3000]
+                base = self.live_server_url
+                driver.get(base + "/chains/sim-live/")
+                assert "/accounts/login/" in driver.current_url  # anonymous: the sign-in form
+                driver.find_element("id", "id_username").send_keys("viewer")
+                driver.find_element("id", "id_password").send_keys("pw-for-tests-42")
+                driver.find_element("css selector", "form.account button").click()
+                wait_until(
+                    lambda: "live-state" in driver.page_source, timeout=20, message="the live page after sign-in"
+                )
+                assert driver.current_url == base + "/chains/sim-live/"
 
                 # The page swaps its round in as the chain moves, so elements are read in one script
                 # (an element found first and read later may already have been replaced).
@@ -128,6 +134,27 @@ class LiveViewInABrowser(ChannelsLiveServerTestCase):
                 artifacts = ROOT / "artifacts"
                 artifacts.mkdir(exist_ok=True)
                 assert driver.save_screenshot(str(artifacts / "live-view.png"))
+
+                # The other pages, and the admin's refusal, in a second tab.
+                live_tab = driver.current_window_handle
+                driver.switch_to.new_window("tab")
+                driver.get(base + "/")
+                assert "sim-live" in driver.page_source and "viewer" in driver.page_source
+                driver.get(base + "/alerts/")
+                assert "alerts" in driver.title
+                driver.get(base + "/admin/")
+                assert "/admin/login/" in driver.current_url and "not authorized" in driver.page_source
+                # Signing out there ends the live page's socket here: it goes to the sign-in form.
+                driver.get(base + "/")
+                driver.find_element("id", "sign-out").click()
+                wait_until(lambda: "Signed out" in driver.page_source, timeout=10, message="the signed-out page")
+                driver.switch_to.window(live_tab)
+                wait_until(
+                    lambda: "/accounts/login/" in driver.current_url,
+                    timeout=10,
+                    interval=0.2,
+                    message="the live page to leave for the sign-in form",
+                )
             publisher.stop()
         finally:
             stop.set()

@@ -73,3 +73,35 @@ def test_a_committed_batch_reaches_the_open_page(chain, redis_client, django_use
     heights = {int(line.split('"height":"')[1].split('"')[0]) for line in lines if '"height":"' in line}
     assert message["chain"] == "testnet"
     assert message["height"] in heights and message["round"] >= 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_socket_signs_in_with_the_session_cookie_and_signing_out_closes_it(chain, django_user_model):
+    """The project's ASGI stack as a browser meets it: the session cookie authenticates the socket
+    (no injected user), and signing out over HTTP closes the open socket at once."""
+    from django.test import Client
+
+    from ctop_project.asgi import application
+
+    django_user_model.objects.create_user("member", password="pw-for-tests")
+    browser = Client()
+    assert browser.login(username="member", password="pw-for-tests")
+    cookie = f"sessionid={browser.cookies['sessionid'].value}".encode()
+    headers = [(b"cookie", cookie), (b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")]
+
+    async def scenario():
+        from asgiref.sync import sync_to_async
+
+        anonymous = WebsocketCommunicator(application, "/ws/chains/testnet/", headers=headers[1:])
+        assert (await anonymous.connect())[0] is False
+        comm = WebsocketCommunicator(application, "/ws/chains/testnet/", headers=headers)
+        connected, _ = await comm.connect()
+        assert connected
+        token = browser.cookies["csrftoken"].value if "csrftoken" in browser.cookies else ""
+        response = await sync_to_async(browser.post)("/accounts/logout/", {"csrfmiddlewaretoken": token})
+        assert response.status_code == 200
+        closed = await comm.receive_output(timeout=5)
+        await comm.wait()
+        return closed
+
+    assert async_to_sync(scenario)() == {"type": "websocket.close", "code": 4401}

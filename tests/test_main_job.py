@@ -98,9 +98,9 @@ def test_main_job_runs_the_demo_end_to_end_and_stops_cleanly(main_job):
     wait_for(lambda: listening(web), 120, "the web server", output)
 
     session = requests.Session()
-    session.get(f"{base}/admin/login/", timeout=10)
+    session.get(f"{base}/accounts/login/", timeout=10)
     response = session.post(
-        f"{base}/admin/login/?next=/",
+        f"{base}/accounts/login/?next=/",
         data={"username": user, "password": password, "csrfmiddlewaretoken": session.cookies["csrftoken"]},
         timeout=10,
     )

@@ -1,11 +1,11 @@
 """Alerts: open and resolved, filterable; one alert with its heights and notification history; a
-staff-only manual resolve (POST, CSRF-protected)."""
+manual resolve for accounts with the analysis.resolve_alert permission (superusers; others are
+granted it, e.g. `manage.py team add --can-resolve`), POST and CSRF-protected."""
 
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.admin.views.decorators import staff_member_required
-from django.contrib.auth.decorators import login_required
+from django.contrib.auth.decorators import login_required, permission_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -72,7 +72,8 @@ def alert_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
-@staff_member_required
+@login_required
+@permission_required("analysis.resolve_alert", raise_exception=True)
 def alert_resolve(request: HttpRequest, pk: int) -> HttpResponse:
     """Resolve by hand (e.g. a validator retired on purpose). The rule reopens it if it still holds."""
     alert = get_object_or_404(Alert, pk=pk, is_open=True)

@@ -1,0 +1,28 @@
+"""Signing out ends the session's live pages too (their websockets), not only its HTTP requests."""
+
+from __future__ import annotations
+
+import logging
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.contrib.auth.signals import user_logged_out
+from django.dispatch import receiver
+
+from common.text import one_line
+
+from .consumers import session_group
+
+log = logging.getLogger("ctop")
+
+
+@receiver(user_logged_out)
+def end_live_pages(sender, request, user, **kwargs) -> None:
+    session_key = getattr(getattr(request, "session", None), "session_key", None)
+    layer = get_channel_layer()
+    if not session_key or layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(session_group(session_key), {"type": "session.ended"})
+    except Exception as exc:  # Redis away: signing out must still work (the pages' next request is refused)
+        log.warning("could not end the live pages of a signed-out session: %s", one_line(exc))
