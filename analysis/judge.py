@@ -24,8 +24,9 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from consensus.models import BlockIdFlag, Chain, VoteType
+from consensus.protocol.fields import MAX_ROUND
 
-from .models import LATE, MISSED, NIL, SIGNED, UNKNOWN
+from .models import LATE, MAX_VERDICT_ROUNDS, MISSED, NIL, SIGNED, UNKNOWN
 
 
 @dataclass
@@ -128,15 +129,18 @@ def _judge(height: int, obs: _Observed, members: list[tuple[int, int, int]], in_
     commit_round = next(iter(sigs.values()))[1] if sigs else None
     if commit_round is not None:
         rounds_seen.add(commit_round)
-    rounds = (max(rounds_seen) + 1) if rounds_seen else 1
+    rounds = min((max(rounds_seen) + 1) if rounds_seen else 1, MAX_ROUND)  # a count: smallint too
+    # A height of more rounds than a verdict keeps (a long halt, or a node forging a round number)
+    # keeps its last MAX_VERDICT_ROUNDS: the commit round and the ones that led to it.
+    first = max(0, rounds - MAX_VERDICT_ROUNDS)
     # Nothing observed at all (no round, no vote) is as unknown as a recorded gap.
     unknown = in_gap or (not votes and not rounds_seen)
     total = sum(power for _, power, _ in members)
     j = Judgement(height, rounds, commit_round, unknown, total, from_commit=unknown and not votes and bool(sigs))
-    powers = {r: [obs.proposers.get(r), 0, 0, 0, 0] for r in range(rounds)}
+    powers = {r: [obs.proposers.get(r), 0, 0, 0, 0] for r in range(first, rounds)}
     for vid, power, position in members:
         pv, pc = [], []
-        for r in range(rounds):
+        for r in range(first, rounds):
             precommit = votes.get((r, VoteType.PRECOMMIT, vid))
             absent = False  # the chain's commit says this precommit was absent
             if precommit is None and r == commit_round:
@@ -154,7 +158,9 @@ def _judge(height: int, obs: _Observed, members: list[tuple[int, int, int]], in_
                     out.append(LATE)
                     powers[r][col if precommit else col + 1] += power
                 elif vote is None:
-                    out.append(UNKNOWN if unknown else MISSED)
+                    # A round ctop saw nothing of (no NewRound, no vote, not the commit's) is unknown
+                    # to it, like a gap: rounds it skipped are not everyone's misses.
+                    out.append(UNKNOWN if unknown or r not in rounds_seen else MISSED)
                 else:
                     out.append(SIGNED if vote else NIL)
                     powers[r][col if vote else col + 1] += power
@@ -200,13 +206,14 @@ def record_all(judgements: dict[int, list[Judgement]]) -> dict[int, list[int]]:
         if not new:
             return {}
         rounds = [(c, j.height, r, j.total_power, *p) for c, j in new for r, p in j.round_powers.items()]
-        cur.execute(
-            "INSERT INTO analysis_roundverdict (chain_id, height, round, total_power, proposer_id, prevote_power,"
-            " prevote_nil_power, precommit_power, precommit_nil_power)"
-            " SELECT * FROM unnest(%s::smallint[], %s::bigint[], %s::smallint[], %s::bigint[], %s::int[],"
-            " %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[]) ON CONFLICT DO NOTHING",
-            [list(col) for col in zip(*rounds, strict=True)],
-        )
+        if rounds:
+            cur.execute(
+                "INSERT INTO analysis_roundverdict (chain_id, height, round, total_power, proposer_id, prevote_power,"
+                " prevote_nil_power, precommit_power, precommit_nil_power)"
+                " SELECT * FROM unnest(%s::smallint[], %s::bigint[], %s::smallint[], %s::bigint[], %s::int[],"
+                " %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[]) ON CONFLICT DO NOTHING",
+                [list(col) for col in zip(*rounds, strict=True)],
+            )
         # The heights are ours (the verdict insert above said so), so their validator rows cannot
         # exist yet: a binary COPY, the fastest way in, with no conflict to handle.
         with cur.copy(

@@ -14,6 +14,7 @@ import contextlib
 import enum
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from common.pool import KeyedPool
@@ -26,6 +27,8 @@ from consensus.services import store_commit
 from validators.indexer import ChainIndexer, IndexerError
 
 log = logging.getLogger("ctop.analyzer")
+
+JOB_DEADLINE = 30.0  # seconds one chain's commit look-ups may take before yielding the pool thread
 
 
 class CommitLookup(enum.Enum):
@@ -51,11 +54,12 @@ class RemoteLookups:
 
     # --- commits ---
 
-    def commit(self, chain: Chain, height: int) -> CommitLookup | None:
-        """The answer for `height` if one came back (taken: a NOT_YET is asked again next time), or
-        PENDING while a look-up for the chain is under way, or None: not asked yet."""
+    def commit(self, chain: Chain, height: int, *, take: bool = True) -> CommitLookup | None:
+        """The answer for `height` if one came back (taken unless take=False: a NOT_YET is asked
+        again next time), or PENDING while a look-up for the chain is under way, or None: not asked."""
         with self._lock:
-            answer = self._answers.pop((chain.pk, height), None)
+            answers = self._answers
+            answer = answers.pop((chain.pk, height), None) if take else answers.get((chain.pk, height))
         if answer is None and self.pool.busy(("commit", chain.pk)):
             return CommitLookup.PENDING
         return answer
@@ -76,7 +80,16 @@ class RemoteLookups:
             log.warning("%s: cannot cross-check precommits now: %s", chain.name, exc)
             self._answer(chain, heights, CommitLookup.UNAVAILABLE)
             return
-        for height in heights:
+        deadline = time.monotonic() + JOB_DEADLINE
+        for i, height in enumerate(heights):
+            if time.monotonic() > deadline:  # a slow endpoint: the rest wait for a later job
+                log.warning(
+                    "%s: commit look-ups stopped after %.0fs, %d height(s) left",
+                    chain.name,
+                    JOB_DEADLINE,
+                    len(heights) - i,
+                )
+                return
             try:
                 commit = client.commit(height)
             except (EndpointError, p.ProtocolError) as exc:  # RPCError too: e.g. a pruned height

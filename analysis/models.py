@@ -15,6 +15,11 @@ from django.db.models import Q
 
 SIGNED, NIL, MISSED, UNKNOWN, LATE = "S", "N", "M", "U", "L"
 
+# A validator's letters keep at most this many rounds of a height: the last ones (a height past it is
+# a long halt, or a node forging round numbers; the commit round and the rounds before it are what
+# tell). HeightVerdict.rounds still counts them all.
+MAX_VERDICT_ROUNDS = 32
+
 
 class HeightVerdict(models.Model):
     """One judged height of a chain."""
@@ -81,8 +86,8 @@ class ValidatorVerdict(models.Model):
     validator = models.ForeignKey(
         "validators.Validator", on_delete=models.PROTECT, db_index=False, related_name="verdicts"
     )
-    prevotes = models.CharField(max_length=32)
-    precommits = models.CharField(max_length=32)
+    prevotes = models.CharField(max_length=MAX_VERDICT_ROUNDS, help_text="One letter per round (the last 32).")
+    precommits = models.CharField(max_length=MAX_VERDICT_ROUNDS)
     missed = models.BooleanField(help_text="Missed at least one vote at this height.")
 
     class Meta:

@@ -34,7 +34,8 @@ class Watch:
 
     watching: bool
     since: datetime | None  # watching: since when; blind: since when it has been blind
-    reason: str = ""
+    reason: str = ""  # ctop's own words: they may go into a summary
+    detail: str = ""  # what the endpoint said (remote text): kept in the alert's details only
 
 
 def stale_after(status: ChainStatus) -> float:
@@ -52,7 +53,7 @@ def watch(chain: Chain, status: ChainStatus | None, now: datetime, stored_height
             f"the subscriber's last report is {int(age)}s old (is subscribe_events running?)",
         )
     if status.state != "connected":
-        return Watch(False, status.since or status.updated_at, f"{status.state} {status.reason}".strip())
+        return Watch(False, status.since or status.updated_at, f"the subscriber reports {status.state}", status.reason)
     if status.height is not None and stored_height is not None and status.height > stored_height + 2:
         # The subscriber has seen heights that are not stored yet (stream_events behind, or a
         # PostgreSQL outage draining): the stored record is old, not the chain.
@@ -71,14 +72,15 @@ def monitoring(
     since = max(w.since, observer_since) if w.since and observer_since else w.since
     if since is None or (now - since).total_seconds() < settings.blind_after_seconds:
         return [], []  # not yet long enough to call it (a reconnect takes a moment)
-    reason = one_line(w.reason, 200)
+    # The endpoint's own words stay in the details: a summary reaches chat messages, where links
+    # and markup in remote text would render.
     return [
         Finding(
             AlertKind.MONITORING_GAP,
             None,
             Severity.CRITICAL,
-            f"ctop is blind on {chain.name} for {int((now - w.since).total_seconds())}s: {reason}",
-            details={"reason": reason, "since": w.since.isoformat()},
+            f"ctop is blind on {chain.name} for {int((now - w.since).total_seconds())}s: {w.reason}",
+            details={"reason": w.reason, "detail": one_line(w.detail, 500), "since": w.since.isoformat()},
         )
     ], []
 
@@ -250,7 +252,8 @@ def _capped(
     """Past `max_validator_alerts`, new per-validator alerts become one network-wide alert (the
     open ones are still updated and resolved, so nothing already raised goes silent)."""
     if len(findings) <= settings.max_validator_alerts:
-        return findings, [*clears, Clear(AlertKind.MASS_MISSED_VOTES, None, "few validators missing", 0.0)]
+        clear = Clear(AlertKind.MASS_MISSED_VOTES, None, "few validators missing", settings.cooldown_seconds)
+        return findings, [*clears, clear]
     kept = [f for f in findings if (f.kind, f.validator_id) in open_alerts]
     mass = Finding(
         AlertKind.MASS_MISSED_VOTES,

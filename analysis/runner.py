@@ -16,7 +16,8 @@ from datetime import timedelta
 from django.db import DatabaseError, InterfaceError, OperationalError, connection
 from django.utils import timezone
 
-from consensus.models import Chain, Round
+from common.text import first_line
+from consensus.models import Chain, Gap, Round
 from validators.models import SetIndexState
 from validators.selectors import first_recorded_height
 
@@ -27,6 +28,8 @@ from .models import AlertSettings
 from .state import ChainState, load_states
 
 log = logging.getLogger("ctop.analyzer")
+
+BACKFILL_WAIT = 300.0  # seconds a gap's heights wait for its backfill before being judged without it
 
 
 class MissingVoteAnalyzer:
@@ -79,6 +82,24 @@ class MissingVoteAnalyzer:
             start = max(start, first_recorded_height(chain.pk) or 0)
         else:
             start = judged + 1
+        # A gap whose backfill is under way: its heights get the chain's commit soon; judging past
+        # them now would leave them unjudged for good. Waited for a while, not forever (a node
+        # that pruned those heights never answers).
+        waiting = (
+            Gap.objects.filter(
+                chain=chain,
+                backfilled_at__isnull=True,
+                to_height__gte=start,
+                from_height__lte=last_ready,
+                detected_at__gte=timezone.now() - timedelta(seconds=BACKFILL_WAIT),
+            )
+            .order_by("from_height")
+            .values_list("from_height", flat=True)
+            .first()
+        )
+        if waiting is not None:
+            last_ready = min(last_ready, waiting - 1)
+            in_grace = in_grace if in_grace is not None and in_grace <= last_ready else None
         if start > last_ready:
             return [], None
         with connection.cursor() as cur:
@@ -127,7 +148,7 @@ class MissingVoteAnalyzer:
                     and j.commit_round is None
                     and not j.unknown
                     and len(wanted) < 50
-                    and self.lookups.commit(chain, height) in (None, CommitLookup.NOT_YET)
+                    and self.lookups.commit(chain, height, take=False) in (None, CommitLookup.NOT_YET)
                 ):
                     wanted.append(height)
                 continue
@@ -206,22 +227,29 @@ class MissingVoteAnalyzer:
 
     @staticmethod
     def _record(judgements: dict[int, list[Judgement]]) -> dict[int, list[int]]:
-        """Every chain's new verdicts in one transaction; should the database refuse that, each
-        chain's alone, so one chain's bad data never holds back the others' verdicts."""
+        """Every chain's new verdicts in one transaction. Should the database refuse that, each
+        chain's alone, then each height alone: a height it still refuses is recorded as unknown (and
+        logged), so no bad height can hold back a chain's verdicts, or anyone's alerts, for good."""
         try:
             return record_all(judgements)
         except (OperationalError, InterfaceError):
             raise  # the database is away: the command waits for it
         except DatabaseError as exc:
-            if len(judgements) < 2:
-                raise
-            log.error("recording verdicts failed (%s); recording chain by chain", str(exc).splitlines()[0])
+            log.error("recording verdicts failed (%s); recording height by height", first_line(exc))
         recorded: dict[int, list[int]] = {}
         for chain_id, js in judgements.items():
-            try:
-                recorded.update(record_all({chain_id: js}))
-            except DatabaseError as exc:
-                log.error("chain %s: its verdicts were refused: %s", chain_id, str(exc).splitlines()[0])
+            for j in js:
+                try:
+                    mine = record_all({chain_id: [j]})
+                except (OperationalError, InterfaceError):
+                    raise
+                except DatabaseError as exc:
+                    log.error(
+                        "chain %s h=%d: verdict refused (%s); recorded as unknown", chain_id, j.height, first_line(exc)
+                    )
+                    mine = record_all({chain_id: [Judgement(j.height, 0, None, True, 0)]})
+                for c, heights in mine.items():
+                    recorded.setdefault(c, []).extend(heights)
         return recorded
 
     def settle(self, timeout: float = 30.0, max_ticks: int = 5) -> int:

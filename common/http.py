@@ -12,6 +12,7 @@ DNS resolution is the one step the deadline cannot interrupt (the resolver's own
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import http.client
 import json as jsonlib
@@ -21,7 +22,7 @@ import threading
 import time
 import urllib.request
 from dataclasses import dataclass
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import unquote, urlencode, urlsplit
 
 from .text import redact_url
 
@@ -70,12 +71,14 @@ def _connection(scheme: str, host: str, port: int | None, timeout: float) -> htt
     proxy = _proxy_for(scheme, host)
     if proxy:
         p = urlsplit(proxy)
-        conn_cls = http.client.HTTPSConnection if p.scheme == "https" else http.client.HTTPConnection
-        kw = {"context": _context()} if p.scheme == "https" else {}
-        conn = conn_cls(p.hostname or "", p.port, timeout=timeout, **kw)
+        if p.scheme != "http" or not p.hostname:
+            raise ValueError(f"proxy {redact_url(proxy)}: only http:// proxies are supported")
         if scheme == "https":
+            # TLS end to end through the proxy's CONNECT tunnel: the proxy sees only the host name.
+            conn = http.client.HTTPSConnection(p.hostname, p.port or 8080, timeout=timeout, context=_context())
             conn.set_tunnel(host, port or 443)
-        return conn
+            return conn
+        return http.client.HTTPConnection(p.hostname, p.port or 8080, timeout=timeout)
     if scheme == "https":
         return http.client.HTTPSConnection(host, port, timeout=timeout, context=_context())
     return http.client.HTTPConnection(host, port, timeout=timeout)
@@ -130,12 +133,13 @@ def request(
         body = jsonlib.dumps(json).encode()
         hdrs["Content-Type"] = "application/json"
     if parts.username or parts.password:
-        import base64
-
-        token = f"{parts.username or ''}:{parts.password or ''}".encode()
+        token = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}".encode()
         hdrs["Authorization"] = "Basic " + base64.b64encode(token).decode()
     started = time.monotonic()
-    conn = _connection(scheme, parts.hostname, port, timeout=max(deadline, 0.001))
+    try:
+        conn = _connection(scheme, parts.hostname, port, timeout=max(deadline, 0.001))
+    except ValueError as exc:
+        raise HTTPError(url, str(exc)) from None
     if _proxy_for(scheme, parts.hostname) and scheme == "http":
         target = f"http://{parts.hostname}{f':{port}' if port else ''}{target}"  # absolute form via a proxy
     dog = _Watchdog(conn, deadline)

@@ -8,6 +8,7 @@ after a PostgreSQL restart).
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import threading
 from collections.abc import Callable, Hashable
@@ -56,12 +57,13 @@ class KeyedPool:
             if self.on_done:
                 self.on_done()
 
-    def wait(self, timeout: float | None = None) -> None:
-        """Wait for the jobs in flight now (tests, --once)."""
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait (at most `timeout` seconds in all) for the jobs in flight now; False if some are
+        still running then (they go on; nothing is raised: a stop must not fail on a slow job)."""
         with self._lock:
             futures = list(self._busy.values())
-        for future in futures:
-            future.exception(timeout)
+        _, pending = concurrent.futures.wait(futures, timeout=timeout)
+        return not pending
 
     def shutdown(self, wait: bool = True) -> None:
         if self._executor is not None:

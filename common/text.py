@@ -29,6 +29,12 @@ def one_line(value: object, limit: int = 200) -> str:
     return text
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception's first line (a database driver's message can span several), or its type's name."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def redact_url(url: str) -> str:
     """scheme://host[:port], with `***@` where credentials were and `/…` where a path was.
 

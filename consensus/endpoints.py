@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from django.conf import settings
+
 from common.text import redact_url
 
 from . import protocol as p
@@ -40,6 +42,7 @@ class EndpointState:
     error: str = ""
     checked_at: float = 0.0  # monotonic time of the last /status answer or failure
     implausible: str = ""  # why its reported height is not believed ("" = it is)
+    corroborated: bool = False  # another endpoint, or ctop's own record, agrees with its height
     penalty_until: float = 0.0  # monotonic: a failed websocket session keeps it out of use until then
     penalty_reason: str = ""
     failures: int = 0  # websocket sessions in a row that ended without events
@@ -73,9 +76,16 @@ def check_endpoints(
         for s in states
         if s.reachable and s.status and not s.implausible and (not chain_id or s.status.chain_id == chain_id)
     ]
-    best_height = max((s.status.latest_height for s in candidates if s.status), default=0)
+    # "Lagging" and "stale" are measured against corroborated readings (another endpoint or ctop's
+    # own record agrees): one endpoint claiming to be ahead must not make the others look behind.
+    # With none (a first start, endpoints that disagree), against the lowest: a liar can only
+    # inflate, so nobody is called lagging and the configured priority decides.
+    measured = [s for s in candidates if s.corroborated] or sorted(
+        candidates, key=lambda s: s.status.latest_height if s.status else 0
+    )[:1]
+    best_height = max((s.status.latest_height for s in measured if s.status), default=0)
     best_time = max(
-        (s.status.latest_block_time for s in candidates if s.status), default=datetime.min.replace(tzinfo=UTC)
+        (s.status.latest_block_time for s in measured if s.status), default=datetime.min.replace(tzinfo=UTC)
     )
     checks = []
     for s in sorted(states, key=lambda s: s.priority):
@@ -112,13 +122,16 @@ def choose(checks: list[EndpointCheck]) -> EndpointCheck | None:
 def mark_implausible(states: list[EndpointState], reference: HeightReference, now: float | None = None) -> None:
     """Assess the reported heights (see consensus.plausible) and mark the ones nothing vouches for."""
     readings = [
-        Reading(s.url, s.status.latest_height, s.status.catching_up) for s in states if s.reachable and s.status
+        Reading(s.url, s.status.latest_height, s.status.catching_up, s.checked_at or None)
+        for s in states
+        if s.reachable and s.status
     ]
     complete = all(s.checked_at for s in states)
-    bad = reference.assess(readings, now, complete=complete)
+    bad, corroborated = reference.assess(readings, now, complete=complete)
     window = reference.window(now)
     for s in states:
         s.implausible = ""
+        s.corroborated = s.url in corroborated
         if s.url in bad and s.status is not None:
             limit = f" (plausible up to {window.ceiling})" if window else ""
             s.implausible = f"reports height {s.status.latest_height}, which nothing vouches for{limit}"
@@ -141,10 +154,11 @@ def best_client(
     for endpoint in chain.endpoints.filter(enabled=True).order_by("priority", "id"):
         client = clients[endpoint.url] = factory(endpoint.url)
         try:
-            states.append(EndpointState(endpoint.url, endpoint.priority, client.status(), checked_at=1.0))
+            status, error = client.status(), ""
         except (EndpointError, p.ProtocolError) as exc:
-            states.append(EndpointState(endpoint.url, endpoint.priority, None, str(exc), checked_at=1.0))
-    reference = HeightReference()
+            status, error = None, str(exc)
+        states.append(EndpointState(endpoint.url, endpoint.priority, status, error, checked_at=time.monotonic()))
+    reference = HeightReference(max_rate=settings.CTOP["MAX_BLOCKS_PER_SECOND"], agree=max_lag_blocks)
     if record is not None:
         reference.note_record(record[0], reference.clock() - record[1])
     mark_implausible(states, reference)

@@ -1,11 +1,11 @@
 """Which heights are plausible for a chain right now: the guard that keeps one lying or broken
-endpoint from poisoning "the latest height" for good.
+endpoint from poisoning "the latest height" for good, or from passing for the best endpoint.
 
 A frame's height is plausible when it lies within `margin` heights of the chain's *reference
-height* (below: late votes; above: the height in progress and status polls that lag the feed),
-where the ceiling also grows with the time since the reference was read, at no more than
-MAX_BLOCKS_PER_SECOND (no CometBFT chain makes ten blocks a second, so an honest chain never
-outruns it, and a liar can creep ahead no faster than that).
+height* (below: late votes, measured from ctop's own record too, so a reference a liar inflated
+never locks honest frames out; above: the height in progress and status polls that lag the feed),
+where the ceiling also grows with the time since the reference was read, at MAX_BLOCKS_PER_SECOND
+(no CometBFT chain makes ten blocks a second, so an honest chain never outruns it).
 
 The reference is the highest /status height that something else vouches for:
 - it is within the ceiling of the previous reference, or
@@ -13,6 +13,14 @@ The reference is the highest /status height that something else vouches for:
 - ctop's own record (the highest height it accepted, with when) reaches it at the rate above.
 With no reference and nothing to compare (the very first start), the lowest height among the
 endpoints that are not catching up is taken: a liar can only inflate a height, never deflate one.
+The reference follows the readings down as well as up, but never up faster than the rate: a liar
+that keeps lying can run ahead no faster than ten blocks a second, and while it is away the
+reference returns to what the others say.
+
+A plausible reading can still be a lie within the margin. For choosing an endpoint ("is this one
+lagging?") only *corroborated* readings count: another reading, or ctop's own record, agrees with
+it within `agree` heights (plus the rate times the time between the readings). So one endpoint
+claiming to be fifty heights ahead does not make the honest preferred endpoint look lagging.
 
 The subscriber refuses frames outside the window, and stamps every stream entry with the window it
 was received under, so stream_events refuses (dead-letters) any decoded event outside it too, even
@@ -41,21 +49,28 @@ class Window:
 
 @dataclass(frozen=True, slots=True)
 class Reading:
-    """One endpoint's /status: its latest height, and whether it says it is catching up."""
+    """One endpoint's /status: its latest height, whether it says it is catching up, and when it was
+    read (clock; None: now)."""
 
     key: str
     height: int
     catching_up: bool = False
+    at: float | None = None
 
 
 class HeightReference:
-    def __init__(self, margin: int = 100, max_rate: float = MAX_BLOCKS_PER_SECOND, clock=time.monotonic) -> None:
+    def __init__(
+        self, margin: int = 100, max_rate: float = MAX_BLOCKS_PER_SECOND, clock=time.monotonic, agree: int = 5
+    ) -> None:
         self.margin = margin
         self.max_rate = max_rate
+        self.agree = agree
         self.clock = clock
         self.height: int | None = None  # the reference height
         self.read_at = 0.0  # when it was read (clock)
         self.record: tuple[int, float] | None = None  # ctop's own: (highest accepted height, when)
+        # (height, when) the reference last moved freely: from here it may rise at most at the rate.
+        self.anchor: tuple[int, float] | None = None
 
     def _ceiling(self, height: int, since: float, now: float) -> int:
         return height + self.margin + int(self.max_rate * max(now - since, 0.0))
@@ -65,7 +80,8 @@ class HeightReference:
         if self.height is None:
             return None
         now = self.clock() if now is None else now
-        return Window(max(self.height - self.margin, 1), self._ceiling(self.height, self.read_at, now))
+        low = min(self.height, self.record[0]) if self.record else self.height
+        return Window(max(low - self.margin, 1), self._ceiling(self.height, self.read_at, now))
 
     def note_record(self, height: int, at: float | None = None) -> None:
         """ctop accepted events up to `height` (at `at`, default now): its own running record."""
@@ -73,19 +89,33 @@ class HeightReference:
         if self.record is None or height >= self.record[0]:
             self.record = (height, at)
 
-    def assess(self, readings: list[Reading], now: float | None = None, *, complete: bool = True) -> set[str]:
-        """Take a round of /status readings; return the keys of those that are implausible (reported
-        heights nothing vouches for). The reference moves to the highest plausible one.
+    def assess(
+        self, readings: list[Reading], now: float | None = None, *, complete: bool = True
+    ) -> tuple[set[str], set[str]]:
+        """Take a round of /status readings; return (the keys of the implausible ones: heights
+        nothing vouches for, the keys of the corroborated ones). The reference moves to the highest
+        plausible reading, but up no faster than the rate.
 
         complete: every endpoint has answered (or failed) at least once. Until then a first reference
         is not guessed from the lowest reading: the liar may simply have answered first."""
         now = self.clock() if now is None else now
         live = [r for r in readings if not r.catching_up]
+
+        def close(a: Reading, b: Reading, tolerance: int) -> bool:
+            apart = abs((a.at if a.at is not None else now) - (b.at if b.at is not None else now))
+            return abs(a.height - b.height) <= tolerance + self.max_rate * apart
+
+        def by_record(r: Reading, tolerance: int) -> bool:
+            if self.record is None:
+                return False
+            height, at = self.record
+            return abs(r.height - height) <= tolerance + self.max_rate * abs((r.at or now) - at)
+
         plausible: list[Reading] = []
         for r in live:
             if (
                 (self.height is not None and r.height <= self._ceiling(self.height, self.read_at, now))
-                or any(o.key != r.key and abs(o.height - r.height) <= self.margin for o in live)
+                or any(o.key != r.key and close(o, r, self.margin) for o in live)
                 or (self.record is not None and r.height <= self._ceiling(*self.record, now))
             ):
                 plausible.append(r)
@@ -94,11 +124,20 @@ class HeightReference:
             plausible = [r for r in live if r.height <= lowest.height + self.margin]
         if plausible:
             best = max(r.height for r in plausible)
-            if self.height is None or best >= self.height:
-                self.height, self.read_at = best, now
+            line = self.anchor[0] + int(self.max_rate * max(now - self.anchor[1], 0.0)) if self.anchor else None
+            if line is not None and best >= line:
+                best = line  # capped: from the anchor, no faster than the rate, however often asked
+            else:
+                self.anchor = (best, now)
+            self.height, self.read_at = best, now
+        corroborated = {
+            r.key
+            for r in plausible
+            if by_record(r, self.agree) or any(o.key != r.key and close(o, r, self.agree) for o in plausible)
+        }
         vouched = {r.key for r in plausible}
         # A catching-up node is not used anyway (its verdict says so); it is not called a liar.
-        return {r.key for r in live if r.key not in vouched}
+        return {r.key for r in live if r.key not in vouched}, corroborated
 
     def heal(self, now: float | None = None) -> bool:
         """Check ctop's own record (at start: the running maximum kept in Redis) against the window of

@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from common.text import one_line
+from common.text import first_line, one_line
 
 log = logging.getLogger("ctop")
 
@@ -88,12 +88,6 @@ def wait_for_database(stop: threading.Event, *, every: float = 2.0) -> bool:
             said = time.monotonic()
         stop.wait(every)
     return False
-
-
-def first_line(exc: BaseException) -> str:
-    """An exception's first line (a driver's message can span several), or its type's name."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def chain_watch(networks: str, *, with_urls: bool = False):

@@ -199,4 +199,7 @@ CTOP = {
     # Heights accepted either side of the chain's plausible current height (subscribe_events
     # --plausible-heights); see consensus.subscriber.window.
     "PLAUSIBLE_HEIGHTS": env.int("CTOP_PLAUSIBLE_HEIGHTS", default=100),
+    # The fastest a chain is believed to make blocks (heights a second): the plausible window grows at
+    # this rate, and a liar can run ahead no faster. Real chains make at most a few.
+    "MAX_BLOCKS_PER_SECOND": env.float("CTOP_MAX_BLOCKS_PER_SECOND", default=10.0),
 }

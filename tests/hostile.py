@@ -69,6 +69,13 @@ class WS:
             await self.writer.drain()
             await asyncio.sleep(per_byte)
 
+    async def pings(self, every: float, seconds: float) -> None:
+        """Empty pings, one every `every` seconds (a client answers each; no message ever comes)."""
+        end = asyncio.get_running_loop().time() + seconds
+        while asyncio.get_running_loop().time() < end:
+            await self.raw(frame_header(0, opcode=0x9))
+            await asyncio.sleep(every)
+
     async def flood(self, total: int, chunk: int = 1 << 20) -> None:
         """Announce a text frame of `total` bytes and send them (as fast as the client reads)."""
         await self.raw(frame_header(total))
@@ -148,7 +155,8 @@ class HostileNode:
             path = request_line.split(" ")[1].split("?")[0]
             self.requests.append(request_line)
             headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in header_lines if h)}
-            if path in ("/websocket", "/v1/websocket") and "sec-websocket-key" in headers:
+            # Routes match the end of the path: an endpoint URL may carry a prefix (an API key).
+            if path.endswith("/websocket") and "sec-websocket-key" in headers:
                 await self._websocket(reader, writer, headers["sec-websocket-key"])
             else:
                 await self._http(writer, path)
@@ -160,11 +168,12 @@ class HostileNode:
                 self._tasks.discard(task)
 
     async def _http(self, writer: asyncio.StreamWriter, path: str) -> None:
-        if path == "/status":
+        route = next((r for r in self.routes if path.endswith(r)), None)
+        if path.endswith("/status"):
             code, body, drip = "200 OK", self.status_body(), self.status_drip
-        elif path in self.routes:
-            code, body = self.routes[path]
-            drip = self.drip.get(path, 0.0)
+        elif route is not None:
+            code, body = self.routes[route]
+            drip = self.drip.get(route, 0.0)
         else:
             code, body, drip = "404 Not Found", b"not found", 0.0
         reply = (

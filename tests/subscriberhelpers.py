@@ -12,8 +12,16 @@ from consensus.protocol.stream import decode_entry, entry_frames
 from consensus.streams import stream_key
 from consensus.subscriber import ChainTarget, Options, SubscribeRunner
 
+# The simulator makes up to 20 heights a second in these tests, faster than any real chain: the
+# plausible window's rate is raised to match.
 FAST = Options(
-    silence_timeout=2.0, health_interval=0.3, http_timeout=2.0, stale_after=5.0, backoff_base=0.05, backoff_max=0.5
+    silence_timeout=2.0,
+    health_interval=0.3,
+    http_timeout=2.0,
+    stale_after=5.0,
+    backoff_base=0.05,
+    backoff_max=0.5,
+    max_blocks_per_second=100.0,
 )
 
 

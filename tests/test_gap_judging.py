@@ -84,3 +84,31 @@ def test_gap_heights_are_judged_from_the_commit_and_counted_by_the_alert(sim, re
     assert "from the chain&#x27;s commit" in grid and 'class="c-M fc"' in grid
     page = user_client.get(f"/chains/sim-1/validators/{quiet}/").content.decode()
     assert "from the chain&#x27;s commit" in page or "from the chain's commit" in page
+
+
+@pytest.mark.django_db
+def test_the_analyzer_waits_for_a_gap_backfill_under_way_before_moving_past_it(net):
+    from django.utils import timezone
+
+    from consensus.models import CommitSignature, Gap
+
+    from .analysishelpers import A, B, C, D, all_sign, play
+
+    for h in (10, 11, 15, 16, 17):
+        play(net, h, all_sign())
+    now = timezone.now()
+    gap = Gap.objects.create(chain=net, from_height=12, to_height=14, reason="not listening", detected_at=now)
+    analyzer = MissingVoteAnalyzer([net], fetch_sets=False, fetch_commits=False)
+    analyzer.run_once()
+    assert set(HeightVerdict.objects.values_list("height", flat=True)) == {11}  # 15-16 wait for 12-14
+    # The backfill lands: the chain's commits of 12-14 (D absent), and the gap is marked backfilled.
+    for h in (12, 13, 14):
+        for i, address in enumerate((A, B, C, D)):
+            CommitSignature.objects.create(
+                chain=net, height=h, round=0, validator_index=i, flag=1 if address == D else 2, validator=None
+            )
+    Gap.objects.filter(pk=gap.pk).update(backfilled_at=timezone.now())
+    analyzer.run_once()
+    assert set(HeightVerdict.objects.values_list("height", flat=True)) == {11, 12, 13, 14, 15, 16}
+    missed = ValidatorVerdict.objects.filter(chain=net, missed=True).values_list("height", "validator__address")
+    assert sorted(missed) == [(12, D), (13, D), (14, D)]  # counted, though D signs again from 15

@@ -7,6 +7,7 @@ is hurt (the latest height, memory, the other chain).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 
@@ -177,6 +178,19 @@ def test_an_oversized_frame_drops_the_connection_unread_and_records_a_gap(node, 
     assert any(g["from"] == 101 and "connection dropped" in g["reason"] for g in gaps)
 
 
+def test_a_ping_flood_cannot_hold_a_read_forever(node, redis_client, caplog):
+    async def script(ws):
+        if node.connections == 1:
+            await ws.send(new_round(101))
+            await ws.pings(0.1, 30)  # pings forever: each read gets bytes, never a message
+
+    node.ws_script = script
+    caplog.set_level(logging.ERROR, "ctop.subscriber")
+    with running([target("hostile", node)], redis_client, options=HOSTILE):
+        wait_until(lambda: node.connections >= 2, timeout=6, message="dropped and reconnected")
+    assert any("kept a read busy for 1s" in r.getMessage() for r in caplog.records)
+
+
 def test_a_dripped_frame_is_cut_off_at_its_deadline(node, redis_client, caplog):
     async def script(ws):
         await ws.send(new_round(101))
@@ -303,8 +317,9 @@ def test_a_dripping_endpoint_and_receiver_never_delay_another_chains_alerts(node
     dripping.routes["/hook"] = ("200 OK", b"ok")
     dripping.drip["/hook"] = 1.0
     try:
-        for name, url, chain in (("healthy", healthy.url + "/hook", fast), ("dripping", dripping.url + "/hook", slow)):
-            NotificationChannel.objects.create(name=name, kind=ChannelKind.WEBHOOK, target=url).chains.add(chain)
+        NotificationChannel.objects.create(name="healthy", kind=ChannelKind.WEBHOOK, target=healthy.url + "/hook")
+        # A receiver that drips its reply gets every alert too: it delays only its own channel.
+        NotificationChannel.objects.create(name="dripping", kind=ChannelKind.WEBHOOK, target=dripping.url + "/hook")
         for h in range(10, 14):
             # D misses its precommits on both chains. The slow chain needs the canonical commit to
             # be sure (a look-up at the dripping node); the fast one has it stored already.
@@ -324,8 +339,9 @@ def test_a_dripping_endpoint_and_receiver_never_delay_another_chains_alerts(node
             assert not Alert.objects.filter(chain=slow, is_open=True).exists()  # waiting for the node
             wait_until(lambda: healthy.requests, timeout=5, message="the fast chain's notification")
             assert time.monotonic() - started < 5.0
+            wait_until(lambda: dripping.requests, timeout=5, message="the dripping receiver asked too")
         finally:
-            notifier.close(timeout=1)
+            notifier.close(timeout=1)  # a delivery still dripping: the stop neither waits nor raises
             analyzer.close()
     finally:
         healthy.server.shutdown()
@@ -339,7 +355,7 @@ def test_a_dripping_endpoint_and_receiver_never_delay_another_chains_alerts(node
 def test_hostile_text_reaches_no_header_no_second_line_and_pings_nobody(chain, settings):
     from django.core import mail
 
-    from analysis.models import AlertSettings, ChannelKind, Notification, NotificationChannel
+    from analysis.models import Alert, AlertSettings, ChannelKind, Notification, NotificationChannel
     from analysis.notify import TRANSPORTS, send_due, slack_text
     from analysis.runner import MissingVoteAnalyzer
 
@@ -355,7 +371,12 @@ def test_hostile_text_reaches_no_header_no_second_line_and_pings_nobody(chain, s
     (message,) = mail.outbox
     assert "\n" not in message.subject and "\r" not in message.subject and "Bcc" not in message.extra_headers
     assert "\u202e" not in message.subject + message.body
-    assert "<!channel>" not in slack_text(message.subject) and "@\u200beveryone" in slack_text(message.subject)
+    # The node's words stay in the alert's details, out of every message (links and markup render there).
+    assert "channel" not in message.subject + message.body and "everyone" not in message.subject + message.body
+    gap = Alert.objects.get(kind="monitoring_gap")
+    assert gap.details["detail"].startswith("refused Bcc: everyone@example.com <!channel>")
+    assert "\n" not in gap.details["detail"] and "\u202e" not in gap.details["detail"]
+    assert slack_text("<!channel> @everyone") == "&lt;!channel&gt; @\u200beveryone"
     # Any failure to send ends as a failed attempt, never as a crashed process.
     calls = []
 
@@ -413,6 +434,25 @@ def timezone_now():
 # --- 5. credentials ---
 
 SECRET_URL = "http://ops:s3cr3t-pass@127.0.0.1:9/APIKEY-1234567890"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_credentials_of_a_working_endpoint_reach_no_log_or_status(node, redis_client, caplog):
+    async def script(ws):
+        await ws.send(new_round(node.status_height() + 1))
+
+    node.ws_script = script
+    url = f"http://ops:s3cr3t-pass@127.0.0.1:{node.port}/APIKEY-1234567890"
+    caplog.set_level(logging.DEBUG)
+    with running([target("secretive", type("N", (), {"url": url})())], redis_client) as runner:
+        wait_until(lambda: runner.workers[0].counters.events >= 1, message="events through the secret URL")
+        time.sleep(0.3)
+    store(redis_client, "secretive")
+    assert node.requests and all("APIKEY-1234567890" in r for r in node.requests)  # it was used, in full
+    assert f"connected to http://***@127.0.0.1:{node.port}/…" in caplog.text
+    status = ChainStatus.objects.get(chain__name="secretive")
+    for text in (caplog.text, status.endpoint, status.reason):
+        assert "s3cr3t-pass" not in text and "APIKEY" not in text
 
 
 @pytest.mark.django_db(transaction=True)
@@ -535,3 +575,78 @@ def test_heights_past_bigint_in_page_urls_are_404_not_500(chain, user_client):
     for url in (f"/chains/testnet/heights/{huge}/", f"/chains/testnet/?height={huge}", f"/alerts/{huge}/"):
         assert user_client.get(url).status_code == 404, url
     assert user_client.get(f"/chains/testnet/heights/?until={huge}").status_code == 404
+
+
+# --- rounds beyond what a verdict keeps ---
+
+
+@pytest.mark.django_db
+def test_a_height_of_many_rounds_or_a_forged_round_number_never_stops_the_analysis(net):
+    from analysis.models import HeightVerdict, ValidatorVerdict
+    from analysis.runner import MissingVoteAnalyzer
+
+    from .analysishelpers import all_sign, play
+
+    play(net, 10, all_sign())
+    play(net, 11, {r: {} for r in range(40)} | {40: all_sign()[0]})  # a long halt: 41 rounds
+    play(net, 12, {0: all_sign()[0], 32767: {}})  # a forged round number
+    play(net, 13, all_sign())
+    play(net, 14, {0: {}})
+    MissingVoteAnalyzer([net], fetch_sets=False, fetch_commits=False).run_once()
+    assert set(HeightVerdict.objects.values_list("height", "rounds")) == {(11, 41), (12, 32767), (13, 1)}
+    v11 = ValidatorVerdict.objects.filter(height=11).first()
+    assert len(v11.prevotes) == 32 and v11.prevotes.endswith("S")  # the last 32 rounds, the commit round last
+
+
+def test_https_through_a_proxy_is_tls_end_to_end(monkeypatch):
+    """A secret in the path of an https URL (a Slack webhook) must not cross an http:// proxy in
+    clear text: the proxy sees CONNECT host:443, then only TLS."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    seen: list[bytes] = []
+
+    def proxy() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.settimeout(5)
+            request = conn.recv(4096)
+            seen.append(request)
+            conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            with contextlib.suppress(OSError):
+                seen.append(conn.recv(4096))  # what the client sends inside the tunnel
+
+    thread = threading.Thread(target=proxy, daemon=True)
+    thread.start()
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{server.getsockname()[1]}")
+    with pytest.raises(http.HTTPError):
+        http.post("https://hooks.example.invalid/services/T0/B0/SLACKTOKEN", json={"text": "x"}, deadline=3)
+    thread.join(5)
+    server.close()
+    assert seen[0].startswith(b"CONNECT hooks.example.invalid:443 ")
+    assert seen[1][:1] == b"\x16"  # a TLS ClientHello, not an HTTP request
+    assert b"SLACKTOKEN" not in b"".join(seen)
+
+
+def test_a_liar_a_little_ahead_does_not_make_the_preferred_endpoint_look_lagging(sim, redis_client):
+    sim_chain = SimChain("sim-1", validators=4, block_time=0.2)
+    (honest,) = sim.add_chain(sim_chain)
+    sim.start()
+    liar = HostileNode(chain_id="sim-1").start()
+    liar.status_height = lambda: sim_chain.latest_height + 50  # within the plausible margin
+    try:
+        with running([target("sim-1", honest, liar)], redis_client) as runner:
+            worker = runner.workers[0]
+            wait_until(lambda: worker.connected_url == honest.url and worker.counters.events > 20)
+            time.sleep(3.0)  # ten health rounds
+            assert worker.connected_url == honest.url and worker.counters.failovers == 0
+            states = {s.url: s for s in worker.health.snapshot()}
+            assert states[honest.url].corroborated and not states[liar.url].corroborated
+            assert liar.connections == 0
+    finally:
+        liar.stop()

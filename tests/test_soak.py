@@ -131,7 +131,7 @@ def test_a_minute_of_every_attack_beside_a_healthy_chain(redis_client):
     assert codes == dict.fromkeys(procs, 0), {n: "".join(logs[n])[-2000:] for n in procs}
     for name, lines in logs.items():
         assert "Traceback" not in "".join(lines), name
-    assert hostile.connections >= 8  # every attack played more than once
+    assert hostile.connections >= 5  # every attack played (a misbehaving endpoint is retried less and less often)
     assert peak["subscribe_events"] < 250 * 2**20  # one 200 MiB frame would have doubled it
 
     # The healthy chain's record is exact: every vote the simulator sent is stored, nothing else.
@@ -158,6 +158,7 @@ def test_a_minute_of_every_attack_beside_a_healthy_chain(redis_client):
     assert "message of 209715200 bytes" in subscriber_log and "took longer than" in subscriber_log
     assert "/validators: undecodable reply" in "".join(logs["index_validators"])
     # Hostile text reached no message as a second line or a mention.
+    assert any(body["chain"] == "evil" for _, body in receiver.requests)  # the hostile chain's alerts were sent
     for _, body in receiver.requests:
         assert "\n" not in body["summary"] and "\r" not in body["summary"] and "\u202e" not in body["summary"]
 

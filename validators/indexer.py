@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -30,6 +31,7 @@ from .services import Member, SetDiff, apply_set
 log = logging.getLogger("ctop.indexer")
 
 PER_PAGE = 100  # the node's maximum
+PASS_DEADLINE = 120.0  # seconds one pass may spend bisecting a chain's set changes
 MAX_PAGES = 101  # 10,000 validators (CometBFT's cap) / 100
 
 
@@ -57,7 +59,12 @@ def fetch_set(client: RPCClient, height: int | None = None) -> tuple[int, list[M
             raise IndexerError(f"{redact_url(client.url)}: asked for the set at height {height}, got height {h}")
         infos = list(first.validators)
         page = 2
+        started = time.monotonic()
         while len(infos) < total:
+            if time.monotonic() - started > PASS_DEADLINE:
+                raise IndexerError(
+                    f"{redact_url(client.url)}: reading the set at height {h} took over {PASS_DEADLINE:.0f}s"
+                )
             if page > MAX_PAGES:
                 raise IndexerError(f"{redact_url(client.url)}: more than {MAX_PAGES} pages at height {h}")
             nxt = client.validators(h, page=page, per_page=PER_PAGE)
@@ -149,10 +156,13 @@ class ChainIndexer:
         changes: list[tuple[int, SetDiff]] = []
         probes = 0
         hi_key = _key(hi_members)
+        # A pass has a total deadline too: a slow endpoint answering every probe just in time must
+        # not hold the pool's thread for hours (what is left is recorded as found, possibly late).
+        deadline = time.monotonic() + PASS_DEADLINE
         while lo_key != hi_key:
             a, b = lo, hi  # the set at a is lo_key; the set at b differs from it
             b_members = hi_members
-            while b - a > 1 and probes < self.max_probes:
+            while b - a > 1 and probes < self.max_probes and time.monotonic() < deadline:
                 mid = (a + b) // 2
                 probes += 1
                 try:

@@ -28,6 +28,8 @@ def refresh_monikers(chain: Chain, *, timeout: float = 10.0, max_pages: int = 50
     if not chain.rest_url:
         return 0
     base = chain.rest_url.rstrip("/")
+    # Only validators ctop knows are kept from the reply: a REST API listing a million keeps nothing more.
+    known = set(Validator.objects.filter(chain=chain).values_list("address", flat=True))
     found: dict[str, tuple[str, str]] = {}
     key = ""
     for _ in range(max_pages):
@@ -52,7 +54,7 @@ def refresh_monikers(chain: Chain, *, timeout: float = 10.0, max_pages: int = 50
             if v.pubkey_type != ED25519:
                 continue
             address = address_of("tendermint/PubKeyEd25519", v.pubkey)
-            if address:
+            if address in known:
                 found[address] = (v.moniker, v.operator_address)
         key = page.next_key
         if not key:

@@ -24,14 +24,18 @@ import redis
 from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, close_old_connections, connection
 from django.db.utils import DataError
 
+from common.text import first_line
 from consensus.models import Chain
 from consensus.streams import GROUP, stream_key
 
 from .decode import Batch, dead_row, decode_into
+from .housekeeping import DeadLetterBudget, trim_acknowledged
 from .publish import LivePublisher
 from .store import ValidatorCache, persist
 
 log = logging.getLogger("ctop.stream")
+
+TRIM_EVERY = 10.0  # seconds between trims of acknowledged entries
 
 
 def default_consumer_name() -> str:
@@ -75,6 +79,7 @@ class StreamConsumer:
         self.claim_idle_ms = claim_idle_ms
         self.publisher = publisher
         self.validators = ValidatorCache()
+        self.dead_letters = DeadLetterBudget()
         self.stats = Stats()
         self.stop = threading.Event()
         self._backoff = 0.0
@@ -169,6 +174,7 @@ class StreamConsumer:
         if not n:
             return 0
         started = time.monotonic()
+        batch.dead = self.dead_letters.admit(batch.dead)
         try:
             counts = persist(batch, self.validators)
         except (OperationalError, InterfaceError) as exc:
@@ -211,7 +217,7 @@ class StreamConsumer:
         delay = self._backoff * (0.5 + random.random() / 2)
         log.error(
             "PostgreSQL unavailable (%s); nothing acknowledged; retrying in %.1fs",
-            str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+            first_line(exc),
             delay,
         )
         with contextlib.suppress(DatabaseError):
@@ -282,6 +288,7 @@ class StreamConsumer:
         self.ensure_groups()
         writer = _Writer(self) if pipelined else None
         next_refresh = time.monotonic() + refresh_every
+        next_trim = time.monotonic() + TRIM_EVERY
         next_log = time.monotonic() + log_interval
         last: dict[str, int] = {}
         last_time = time.monotonic()
@@ -304,8 +311,15 @@ class StreamConsumer:
                     try:
                         self.add_chains(chains())
                     except DatabaseError as exc:
-                        log.warning("cannot look for new chains (%s); trying again later", str(exc).splitlines()[0])
+                        log.warning("cannot look for new chains (%s); trying again later", first_line(exc))
                         close_old_connections()
+                if now >= next_trim:
+                    next_trim = now + TRIM_EVERY
+                    try:
+                        for key in self.chains:
+                            trim_acknowledged(self.client, key)
+                    except redis.RedisError as exc:
+                        log.warning("cannot trim acknowledged entries (%s)", first_line(exc))
                 if now >= next_log:
                     self._log(last, now - last_time)
                     last_time, next_log = now, now + log_interval

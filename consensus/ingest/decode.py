@@ -80,7 +80,7 @@ class Batch:
     commit_sigs: dict[tuple[int, int, int], tuple] = field(default_factory=dict)
     # (chain_id, from, to) -> (reason, detected_at, backfilled_at)
     gaps: dict[tuple[int, int, int], tuple] = field(default_factory=dict)
-    # chain_id -> (state, endpoint, reason, height, updated_at, interval), the latest only
+    # chain_id -> (state, endpoint, reason, height, updated_at, interval, since or None), the latest only
     statuses: dict[int, tuple] = field(default_factory=dict)
     dead: list[DeadRow] = field(default_factory=list)
     # chain_id -> (height, round) of the newest consensus event, for live pages
@@ -226,6 +226,14 @@ def _status(e: _Entry) -> None:
             height = None  # a status never carries a height the window refuses
     interval = doc.get("interval")
     interval = float(interval) if isinstance(interval, int | float) and 0.1 <= interval <= 3600 else None
+    # Since when the subscriber has been watching (or blind), by its own reckoning: short reconnects
+    # do not restart it. Never later than the report itself; absent from older subscribers.
+    since = doc.get("since")
+    since = (
+        min(datetime.fromtimestamp(since, tz=UTC), e.received)
+        if isinstance(since, int | float) and 1e9 < since < 1e11
+        else None
+    )
     status = (
         one_line(doc.get("state", ""), 32),
         one_line(doc.get("endpoint") or "", 255),
@@ -233,6 +241,7 @@ def _status(e: _Entry) -> None:
         height,
         e.received,
         interval,
+        since,
     )
     if e.chain_id not in e.batch.statuses or e.batch.statuses[e.chain_id][4] <= e.received:
         e.batch.statuses[e.chain_id] = status

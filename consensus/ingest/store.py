@@ -3,13 +3,18 @@
 
 from __future__ import annotations
 
+import logging
+
 import psycopg
 from django.db import IntegrityError, connection, transaction
 
 from consensus.models import DeadLetter
+from consensus.protocol.fields import MAX_VALIDATORS
 from validators.models import Validator
 
 from .decode import Batch
+
+log = logging.getLogger("ctop.stream")
 
 _STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS stage_vote (
@@ -51,26 +56,53 @@ def _copy_votes(cur, rows: list[tuple]) -> int:
     return cur.rowcount
 
 
+# Validators a chain may accumulate by address alone (twice CometBFT's cap on a set): past it, votes
+# from addresses nobody indexed are counted and logged, not stored, so an endpoint inventing
+# addresses cannot grow the validator table (and every vote under them) without end.
+MAX_VALIDATORS_PER_CHAIN = 2 * MAX_VALIDATORS
+_CACHE_LIMIT = 100_000  # (chain, address) -> id pairs kept in memory before starting afresh
+
+
 class ValidatorCache:
     """(chain_id, address) -> validator id; unknown validators are created (hex address only) so no
     vote is dropped for lack of a validator row. The indexer fills in the rest later."""
 
     def __init__(self) -> None:
         self._ids: dict[tuple[int, str], int] = {}
+        self.refused = 0  # votes not stored: their chain has too many validators already
 
     def resolve(self, wanted: set[tuple[int, str]]) -> dict[tuple[int, str], int]:
         missing = {k for k in wanted if k not in self._ids}
         if missing:
+            if len(self._ids) + len(missing) > _CACHE_LIMIT:
+                self._ids.clear()
+                missing = set(wanted)
             by_chain: dict[int, set[str]] = {}
             for chain_id, address in missing:
                 by_chain.setdefault(chain_id, set()).add(address)
             for chain_id, addresses in by_chain.items():
-                Validator.objects.bulk_create(
-                    [Validator(chain_id=chain_id, address=a) for a in sorted(addresses)], ignore_conflicts=True
+                known = dict(
+                    Validator.objects.filter(chain_id=chain_id, address__in=addresses).values_list("address", "id")
                 )
-                for address, vid in Validator.objects.filter(chain_id=chain_id, address__in=addresses).values_list(
-                    "address", "id"
-                ):
+                new = sorted(addresses - set(known))
+                if new:
+                    room = MAX_VALIDATORS_PER_CHAIN - Validator.objects.filter(chain_id=chain_id).count()
+                    if room < len(new):
+                        log.error(
+                            "chain id %s: %d vote address(es) nobody indexed, and the chain has %d validators "
+                            "already: not stored (an endpoint inventing validators?)",
+                            chain_id,
+                            len(new) - max(room, 0),
+                            MAX_VALIDATORS_PER_CHAIN - room,
+                        )
+                        new = new[: max(room, 0)]
+                    Validator.objects.bulk_create(
+                        [Validator(chain_id=chain_id, address=a) for a in new], ignore_conflicts=True
+                    )
+                    known.update(
+                        Validator.objects.filter(chain_id=chain_id, address__in=new).values_list("address", "id")
+                    )
+                for address, vid in known.items():
                     self._ids[(chain_id, address)] = vid
         return self._ids
 
@@ -91,8 +123,10 @@ def persist(batch: Batch, validators: ValidatorCache) -> dict[str, int]:
                 rows = [
                     (c, h, r, t, ids[(c, addr)], idx, block, ts, recv, sig)
                     for c, h, r, t, addr, idx, block, ts, recv, sig in batch.votes
+                    if (c, addr) in ids
                 ]
-                counts["votes"] = _copy_votes(cur, rows)
+                validators.refused += len(batch.votes) - len(rows)
+                counts["votes"] = _copy_votes(cur, rows) if rows else 0
             if batch.rounds:
                 rows = [
                     (c, h, r, v[0], ids.get((c, v[1])) if v[1] else None, v[2], v[3])
@@ -135,18 +169,18 @@ def persist(batch: Batch, validators: ValidatorCache) -> dict[str, int]:
                 )
                 counts["gaps"] = len(batch.gaps)
             if batch.statuses:
-                # `since`: when the current state began (a heartbeat repeating the state keeps it), so
-                # the analysis can tell how long ctop has been watching, or blind.
+                # `since`: when the current state began, as the subscriber reckons it (reconnects of a
+                # few seconds do not restart it); from older subscribers, when the state last changed.
                 cur.executemany(
                     "INSERT INTO consensus_chainstatus (chain_id, state, endpoint, reason, height, updated_at,"
-                    " interval, since) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (chain_id) DO UPDATE"
-                    " SET state = EXCLUDED.state, endpoint = EXCLUDED.endpoint, reason = EXCLUDED.reason,"
+                    " interval, since) VALUES (%s, %s, %s, %s, %s, %s, %s, COALESCE(%s, %s)) ON CONFLICT (chain_id)"
+                    " DO UPDATE SET state = EXCLUDED.state, endpoint = EXCLUDED.endpoint, reason = EXCLUDED.reason,"
                     " height = EXCLUDED.height, updated_at = EXCLUDED.updated_at, interval = EXCLUDED.interval,"
-                    " since = CASE WHEN consensus_chainstatus.state = EXCLUDED.state"
-                    "  AND consensus_chainstatus.endpoint = EXCLUDED.endpoint"
-                    "  THEN consensus_chainstatus.since ELSE EXCLUDED.since END"
+                    " since = CASE WHEN %s IS NOT NULL THEN EXCLUDED.since"
+                    "  WHEN consensus_chainstatus.state = EXCLUDED.state THEN consensus_chainstatus.since"
+                    "  ELSE EXCLUDED.since END"
                     " WHERE consensus_chainstatus.updated_at <= EXCLUDED.updated_at",
-                    [(c, *v, v[4]) for c, v in batch.statuses.items()],
+                    [(c, *v[:6], v[6], v[4], v[6]) for c, v in batch.statuses.items()],
                 )
             if batch.dead:
                 DeadLetter.objects.bulk_create(

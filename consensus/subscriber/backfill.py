@@ -63,7 +63,13 @@ class Backfiller(threading.Thread):
                 )
             done = True
             for h in range(first, end + 1):
-                if not self._fill(h, clients):
+                try:
+                    filled = self._fill(h, clients)
+                except Exception:  # a bug must not end the chain's backfill for good
+                    log.exception("chain=%s backfill of height %d failed unexpectedly", self.chain, h)
+                    self.stop.wait(5.0)
+                    filled = False
+                if not filled:
                     done = False
                     break
             if self.stop.is_set() or not done:

@@ -75,6 +75,9 @@ class HealthChecker:
                 status, error = None, exc.detail
             except p.ProtocolError as exc:
                 status, error = None, f"/status: {exc}"
+            except Exception as exc:  # a bug must not freeze this endpoint's last status for good
+                log.exception("chain=%s /status poll failed unexpectedly", self.chain_name)
+                status, error = None, f"/status: unexpected {type(exc).__name__}"
             with self.lock:
                 state.status, state.error, state.checked_at = status, error, time.monotonic()
                 mark_implausible(self.states, self.reference)
@@ -89,7 +92,15 @@ class HealthChecker:
         with self.lock:
             return [
                 EndpointState(
-                    s.url, s.priority, s.status, s.error, s.checked_at, s.implausible, s.penalty_until, s.penalty_reason
+                    s.url,
+                    s.priority,
+                    s.status,
+                    s.error,
+                    s.checked_at,
+                    s.implausible,
+                    s.corroborated,
+                    s.penalty_until,
+                    s.penalty_reason,
                 )
                 for s in self.states
             ]

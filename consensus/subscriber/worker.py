@@ -6,7 +6,6 @@ not see as gaps; refuse heights nothing vouches for.
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -39,12 +38,13 @@ class Options:
     http_timeout: float = 5.0  # total deadline of one HTTP call, and of the websocket handshake
     max_lag_blocks: int = 5
     stale_after: float = 60.0
-    backoff_base: float = 0.5
-    backoff_max: float = 30.0
+    backoff_base: float = 0.5  # a failed endpoint's penalty: this, doubling per failure in a row...
+    backoff_max: float = 30.0  # ...up to this (with jitter)
     backfill_limit: int = 1000  # most recent heights of a gap to backfill
     max_frame_bytes: int = 0  # 0: settings.CTOP["WS_MAX_FRAME_BYTES"]
     message_deadline: float = 10.0  # a websocket message must arrive whole within this long
     plausible_heights: int = 0  # 0: settings.CTOP["PLAUSIBLE_HEIGHTS"]
+    max_blocks_per_second: float = 0.0  # 0: settings.CTOP["MAX_BLOCKS_PER_SECOND"]
 
 
 @dataclass
@@ -91,7 +91,11 @@ class ChainWorker(threading.Thread):
         self.chain_id = chain_id
         self.stop = stop
         self.opts = options
-        self.reference = HeightReference(options.plausible_heights or settings.CTOP["PLAUSIBLE_HEIGHTS"])
+        self.reference = HeightReference(
+            options.plausible_heights or settings.CTOP["PLAUSIBLE_HEIGHTS"],
+            options.max_blocks_per_second or settings.CTOP["MAX_BLOCKS_PER_SECOND"],
+            agree=options.max_lag_blocks,
+        )
         self.health = HealthChecker(
             chain_name,
             endpoints,
@@ -115,14 +119,35 @@ class ChainWorker(threading.Thread):
         self._healed = False
         self.connected_url = ""
         self.first_event_at = 0.0  # monotonic: the current session's first event (failover timing)
+        self._watching_since: float | None = None  # unix times of the current episodes
+        self._blind_since: float | None = None
+        self._connected_at: float | None = None
         self._blind_reason = ""
         self._next_heartbeat = 0.0
         self._gap_reason = "not listening (disconnected or restarted)"
 
     # --- bookkeeping ---
 
+    # A change between watching and blind counts only once it has lasted this long: a reconnect of a
+    # few seconds neither restarts "watching since" nor ends a blind spell.
+    EPISODE_SETTLE = 30.0
+
+    def _episode_since(self, connected: bool) -> float:
+        """Since when (unix time) ctop has been watching the chain (connected) or blind (not)."""
+        now = time.time()
+        if connected:
+            self._watching_since = self._watching_since or now
+            if self._connected_at and now - self._connected_at >= self.EPISODE_SETTLE:
+                self._blind_since = None  # connected long enough: the next blind spell starts afresh
+            return self._watching_since
+        self._blind_since = self._blind_since or now
+        if now - self._blind_since >= self.EPISODE_SETTLE:
+            self._watching_since = None  # blind long enough: the next connection starts afresh
+        return self._blind_since
+
     def _status(self, state: str, **extra: object) -> None:
-        self.out.status(state, self.last_height, self.opts.health_interval, **extra)
+        since = self._episode_since(state == "connected")
+        self.out.status(state, self.last_height, self.opts.health_interval, since=since, **extra)
         self._next_heartbeat = time.monotonic() + self.opts.health_interval
 
     def _heartbeat(self) -> None:
@@ -183,6 +208,7 @@ class ChainWorker(threading.Thread):
                     self.health.check_now()
                 continue
             attempt = 0
+            session_started = time.monotonic()
             try:
                 got_events = self._session(url)
                 reason, switch = "closed", False
@@ -202,7 +228,9 @@ class ChainWorker(threading.Thread):
             # websocket-client appends the whole HTTP response to a handshake error; the node's text
             # is untrusted in any case.
             reason = one_line(reason.split(" -+-+- ")[0], 200)
-            if got_events:
+            if got_events and time.monotonic() - session_started >= self.EPISODE_SETTLE:
+                # Forgiven only after a session that lasted: an endpoint that sends one event and
+                # drops keeps its growing penalty.
                 self.health.succeeded(url)
             if self.connected_url:
                 self.counters.reconnects += 1
@@ -225,10 +253,6 @@ class ChainWorker(threading.Thread):
                     )
         self.connected_url = ""
         self.health.join(1.0)
-
-    def _backoff(self, attempt: int) -> float:
-        # Exponential with full jitter: many ctops (or chains) never reconnect in lockstep.
-        return random.uniform(0, min(self.opts.backoff_max, self.opts.backoff_base * 2 ** min(attempt, 16)))
 
     def _sleep(self, seconds: float) -> None:
         self.stop.wait(seconds)
@@ -275,6 +299,7 @@ class ChainWorker(threading.Thread):
                 ws.send(p.subscribe_request(i, p.QUERIES[name]))
             ws.settimeout(1.0)
             self.connected_url = url
+            self._connected_at = time.time()
             self._blind_reason = ""
             self.out.endpoint = redact_url(url)
             log.info("chain=%s connected to %s", self.chain, redact_url(url))

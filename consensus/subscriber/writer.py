@@ -47,6 +47,7 @@ class StreamWriter(threading.Thread):
         self.maxlen = maxlen
         self.buffer_bytes = buffer_bytes
         self._bytes = 0
+        self._chain_bytes: dict[str, int] = {}  # bytes buffered per chain
         self.batch_size = batch_size
         self.stop_after = stop_after  # --max-events: stop once this many are delivered
         self.stats = WriterStats()
@@ -60,17 +61,27 @@ class StreamWriter(threading.Thread):
     # --- producers ---
 
     def put(self, entry: StreamEntry, height: int | None, stop: threading.Event, count: int = 1) -> bool:
-        """Queue an entry (carrying `count` events); blocks while the buffer is full. False if
-        stopping before it fit."""
+        """Queue an entry (carrying `count` events); blocks while the buffer is full, or while this
+        entry's chain holds its share of it (the buffer divided by the chains using it, at least a
+        sixteenth): one chain's flood blocks that chain's reader, never another's. False if stopping
+        before it fit."""
+        size = len(entry.payload)
         with self._cond:
-            while self._buffer and self._bytes + len(entry.payload) > self.buffer_bytes:
+            while self._buffer and (
+                self._bytes + size > self.buffer_bytes or self._chain_bytes.get(entry.chain, 0) + size > self._share()
+            ):
                 if stop.is_set() or self._closing:
                     return False
                 self._cond.wait(0.2)
             self._buffer.append((entry, height, count))
-            self._bytes += len(entry.payload)
+            self._bytes += size
+            self._chain_bytes[entry.chain] = self._chain_bytes.get(entry.chain, 0) + size
             self._cond.notify_all()
         return True
+
+    def _share(self) -> int:
+        chains = max(1, len(self._chain_bytes))
+        return max(self.buffer_bytes // chains, self.buffer_bytes // 16)
 
     @property
     def buffered(self) -> int:
@@ -113,7 +124,9 @@ class StreamWriter(threading.Thread):
             self.redis_ok, backoff = True, 0.1
             with self._cond:
                 for _ in batch:
-                    self._bytes -= len(self._buffer.popleft()[0].payload)
+                    entry = self._buffer.popleft()[0]
+                    self._bytes -= len(entry.payload)
+                    self._chain_bytes[entry.chain] -= len(entry.payload)
                 self._cond.notify_all()
             self.stats.delivered += sum(count for _, _, count in batch)
             self.stats.entries += len(batch)

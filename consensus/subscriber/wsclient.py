@@ -10,10 +10,12 @@ byte of payload is read, fragments count towards the same message, and a message
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import socket
 import threading
 import time
+from urllib.parse import unquote, urlsplit
 
 import websocket
 from websocket._abnf import ABNF, frame_buffer
@@ -51,6 +53,7 @@ class BoundedWebSocket(websocket.WebSocket):
         self.message_deadline = message_deadline
         self.frame_buffer = _BoundedFrames(self, self._recv_bounded, kw.get("skip_utf8_validation", False))
         self._message_started: float | None = None
+        self._call_started: float | None = None  # when the recv() under way began
         # A bound was broken: the stream is mid-frame and must not be read again (a polite close
         # would read the rest of the 200 MiB frame while waiting for the node's close frame).
         self.broken = False
@@ -75,11 +78,22 @@ class BoundedWebSocket(websocket.WebSocket):
             self._message_started = time.monotonic() if any(self.frame_buffer.recv_buffer) else None
         return frame
 
-    def recv(self):  # type: ignore[override]
-        data = super().recv()
+    def recv(self) -> str:  # type: ignore[override]
+        """The next message as text: bad UTF-8 is replaced (the frame then fails to decode and is
+        dead-lettered, instead of ending the connection with a traceback), a binary message is
+        taken as text too, and "" means the node closed. The whole call is bounded as well: a node
+        that keeps it busy with pings, or anything else that never makes a message, is cut off."""
+        self._call_started = time.monotonic()
+        try:
+            with self.readlock:
+                opcode, data = self.recv_data()
+        finally:
+            self._call_started = None
         # Complete. Bytes of the next message may already be buffered: its clock starts now.
         self._message_started = time.monotonic() if any(self.frame_buffer.recv_buffer) else None
-        return data
+        if opcode in (ABNF.OPCODE_TEXT, ABNF.OPCODE_BINARY):
+            return data.decode("utf-8", errors="replace") if isinstance(data, bytes) else data
+        return ""
 
     def close(self, *args, **kw) -> None:  # type: ignore[override]
         if self.broken:
@@ -88,10 +102,15 @@ class BoundedWebSocket(websocket.WebSocket):
             super().close(*args, **kw)
 
     def check_message_deadline(self) -> None:
-        """Raise if a message has been arriving for too long (also called between reads that timed out)."""
-        if self._message_started is not None and time.monotonic() - self._message_started > self.message_deadline:
+        """Raise if a message has been arriving for too long (also called between reads that timed
+        out), or one read has been kept busy that long without a message (a ping flood)."""
+        now = time.monotonic()
+        if self._message_started is not None and now - self._message_started > self.message_deadline:
             self.broken = True
             raise MessageTooSlow(f"a message took longer than {self.message_deadline:g}s to arrive")
+        if self._call_started is not None and now - self._call_started > self.message_deadline:
+            self.broken = True
+            raise MessageTooSlow(f"the node kept a read busy for {self.message_deadline:g}s without a message")
 
     def connect_within(self, url: str, deadline: float) -> None:
         """connect() with a deadline for the whole handshake: a node that accepts the TCP connection
@@ -103,10 +122,15 @@ class BoundedWebSocket(websocket.WebSocket):
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
 
+        parts = urlsplit(url)
+        headers = []
+        if parts.username or parts.password:  # websocket-client ignores credentials in the URL itself
+            token = base64.b64encode(f"{unquote(parts.username or '')}:{unquote(parts.password or '')}".encode())
+            headers.append("Authorization: Basic " + token.decode())
         timer = threading.Timer(deadline, cut)
         timer.daemon = True
         timer.start()
         try:
-            self.connect(url, timeout=deadline)
+            self.connect(url, timeout=deadline, header=headers, redirect_limit=0)  # no redirect is followed
         finally:
             timer.cancel()

@@ -16,10 +16,10 @@ from django.db import DatabaseError, InterfaceError, OperationalError, close_old
 
 from analysis.notify import Notifier, send_due
 from analysis.runner import MissingVoteAnalyzer
+from common.text import first_line
 from ctop_project.cli import parse_duration
 from ctop_project.commands import (
     chain_watch,
-    first_line,
     require_database,
     stop_on_signals,
     wait_for_chains,

@@ -16,6 +16,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from psycopg import sql
 
+from common.text import first_line
 from consensus.networks import NetworksError, ensure_chains, parse_networks
 
 
@@ -39,7 +40,7 @@ def ensure_database() -> bool:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db["NAME"])))
             return True
     except psycopg.OperationalError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise CommandError(
             f"PostgreSQL is not reachable at {params['host']}:{params['port'] or 5432} ({first}); "
             "start it or set DATABASE_URL"
