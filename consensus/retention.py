@@ -54,16 +54,16 @@ def cut_height(chain: Chain, cutoff: datetime) -> int | None:
     return None
 
 
-def _delete_batches(model: type[models.Model], chain_id: int, below: int, batch_size: int) -> int:
-    table = model._meta.db_table
+def _delete_batches(table: str, where: str, params: list, batch_size: int) -> int:
+    """DELETE ... WHERE `where`, `batch_size` rows per short transaction (no long locks)."""
     total = 0
     sql = (
-        f"DELETE FROM {table} WHERE id IN "  # noqa: S608 - table names come from models, not input
-        f"(SELECT id FROM {table} WHERE chain_id = %s AND height < %s LIMIT %s)"
+        f"DELETE FROM {table} WHERE id IN "  # noqa: S608 - table names and conditions are ours, not input
+        f"(SELECT id FROM {table} WHERE {where} LIMIT %s)"
     )
     while True:
         with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(sql, [chain_id, below, batch_size])
+            cursor.execute(sql, [*params, batch_size])
             n = cursor.rowcount
         total += n
         if n < batch_size:
@@ -82,12 +82,17 @@ def prune(*, cutoff: datetime, chains: Iterable[Chain], batch_size: int = 10_000
             if dry_run:
                 report.add(label, model.objects.filter(chain=chain, height__lt=below).count())
             else:
-                n = _delete_batches(model, chain.pk, below, batch_size)
+                n = _delete_batches(
+                    model._meta.db_table, "chain_id = %s AND height < %s", [chain.pk, below], batch_size
+                )
                 report.add(label, n)
                 if n:
                     log.info("prune %s: %s rows of %s below height %s", chain.name, n, label, below)
         gaps = Gap.objects.filter(chain=chain, to_height__lt=below)
         report.add(Gap._meta.label, gaps.count() if dry_run else gaps.delete()[0])
-    letters = DeadLetter.objects.filter(created_at__lt=cutoff)
-    report.add(DeadLetter._meta.label, letters.count() if dry_run else letters.delete()[0])
+    if dry_run:
+        report.add(DeadLetter._meta.label, DeadLetter.objects.filter(created_at__lt=cutoff).count())
+    else:
+        n = _delete_batches(DeadLetter._meta.db_table, "created_at < %s", [cutoff], batch_size)
+        report.add(DeadLetter._meta.label, n)
     return report

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import threading
 import time
@@ -23,17 +24,20 @@ REPEAT_WINDOW = 1.0
 
 def stop_on_signals(stop: threading.Event | Callable[[], None]) -> None:
     """SIGTERM and SIGINT finish the unit of work at hand and exit; a second signal (more than
-    REPEAT_WINDOW seconds after the first) exits at once."""
+    REPEAT_WINDOW seconds after the first) exits at once, with status 1, finishing nothing."""
     first: list[float] = []
 
     def handler(signum, frame):
         now = time.monotonic()
+        name = signal.Signals(signum).name
         if first:
             if now - first[0] > REPEAT_WINDOW:
-                raise KeyboardInterrupt
+                log.warning("second %s: exiting now, without finishing", name)
+                logging.shutdown()
+                os._exit(1)
             return
         first.append(now)
-        log.info("received %s; finishing and exiting", signal.Signals(signum).name)
+        log.info("received %s; finishing and exiting", name)
         stop.set() if isinstance(stop, threading.Event) else stop()
 
     signal.signal(signal.SIGTERM, handler)

@@ -58,3 +58,30 @@ def test_prune_rejects_nonsense():
         call_command("prune_events", "--older-than", "7d", "--networks", "nope")
     with pytest.raises(CommandError, match="invalid duration"):
         call_command("prune_events", "--older-than", "soon")
+
+
+@pytest.mark.django_db
+def test_commit_signatures_and_dead_letters_are_pruned_in_batches(chain):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from consensus.models import CommitSignature, DeadLetter
+
+    now = timezone.now()
+    fill(chain, range(1, 21), now - timedelta(days=10))
+    fill(chain, range(21, 26), now - timedelta(hours=1))
+    for h in range(1, 26):
+        for i in range(4):
+            CommitSignature.objects.create(chain=chain, height=h, round=0, validator_index=i, flag=2)
+    for i in range(30):
+        DeadLetter.objects.create(chain=chain, stream="s", entry_id=f"{i}-0", payload="{", reason="bad")
+    DeadLetter.objects.update(created_at=now - timedelta(days=10))
+    DeadLetter.objects.create(chain=chain, stream="s", entry_id="new-0", payload="{", reason="bad")
+    with CaptureQueriesContext(connection) as queries:
+        call_command("prune_events", "--older-than", "7d", "--batch-size", "7")
+    deletes = [q["sql"] for q in queries if q["sql"].startswith("DELETE")]
+    sigs = [q for q in deletes if "consensus_commitsignature" in q]
+    letters = [q for q in deletes if "consensus_deadletter" in q]
+    assert len(sigs) == 80 // 7 + 1 and len(letters) == 30 // 7 + 1  # 7 rows at a time
+    assert set(CommitSignature.objects.values_list("height", flat=True)) == set(range(21, 26))
+    assert list(DeadLetter.objects.values_list("entry_id", flat=True)) == ["new-0"]

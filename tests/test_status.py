@@ -71,7 +71,9 @@ def test_status_with_no_chains_and_without_redis(db, settings):
     assert code == 0 and "no chains yet" in out
     settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
     err = StringIO()
-    call_command("ctop_status", stdout=StringIO(), stderr=err)
+    with pytest.raises(SystemExit) as exit_:
+        call_command("ctop_status", stdout=StringIO(), stderr=err)
+    assert exit_.value.code == 1  # a pipeline without its Redis is a problem, chains or none
     assert "Redis is not reachable at redis://127.0.0.1:1/0" in err.getvalue()
 
 

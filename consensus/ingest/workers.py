@@ -47,6 +47,7 @@ def supervise(n: int, work: Callable[[int], int], *, backoff_max: float = 30.0) 
         p = ctx.Process(target=child, args=(i,), name=f"stream-worker-{i}")
         p.start()
         procs[i] = p
+        log.info("stream worker %d started: pid %d", i, p.pid)  # which process to look at (or kill)
 
     first: list[float] = []  # when the stop signal came: stopping from then on
 

@@ -11,13 +11,13 @@ import logging
 import threading
 import time
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections
 
 from analysis.notify import Notifier, send_due
 from analysis.runner import MissingVoteAnalyzer
 from common.text import first_line
-from ctop_project.cli import parse_duration
+from ctop_project.cli import CtopCommand, parse_duration
 from ctop_project.commands import (
     chain_watch,
     require_database,
@@ -31,7 +31,7 @@ log = logging.getLogger("ctop.analyzer")
 MIN_TICK_GAP = 0.5  # seconds between ticks woken early by look-ups that came back
 
 
-class Command(BaseCommand):
+class Command(CtopCommand):
     help = "Run an analyzer. Available: missing-votes."
 
     def add_arguments(self, parser) -> None:

@@ -7,11 +7,11 @@ import json
 
 import redis
 from django.conf import settings
-from django.core.management.base import BaseCommand
 
 from analysis.status import as_dict, collect
 from common.text import one_line, redact_url
 from consensus.streams import connect
+from ctop_project.cli import CtopCommand
 from ctop_project.commands import require_database
 
 
@@ -19,7 +19,7 @@ def _n(value) -> str:
     return "-" if value is None else str(value)
 
 
-class Command(BaseCommand):
+class Command(CtopCommand):
     help = "Per chain: connected endpoint, latest height seen/stored/analysed, stream lag, dead letters, alerts."
 
     def add_arguments(self, parser) -> None:
@@ -73,5 +73,5 @@ class Command(BaseCommand):
             for r in rows:
                 for problem in r.problems:
                     self.stdout.write(f"{r.chain}: {problem}")
-        if any(r.problems for r in rows):
+        if client is None or any(r.problems for r in rows):
             raise SystemExit(1)

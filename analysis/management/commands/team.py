@@ -16,8 +16,9 @@ import secrets
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
+from ctop_project.cli import CtopCommand
 from ctop_project.commands import require_database
 
 
@@ -25,7 +26,7 @@ def _permission() -> Permission:
     return Permission.objects.get(content_type__app_label="analysis", codename="resolve_alert")
 
 
-class Command(BaseCommand):
+class Command(CtopCommand):
     help = "Add, list, reset or deactivate team accounts (sign-in for the pages, not the admin)."
 
     def add_arguments(self, parser) -> None:

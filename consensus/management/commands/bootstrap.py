@@ -13,11 +13,12 @@ import psycopg
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from psycopg import sql
 
 from common.text import first_line
 from consensus.networks import NetworksError, ensure_chains, parse_networks
+from ctop_project.cli import CtopCommand
 
 
 def ensure_database() -> bool:
@@ -47,7 +48,7 @@ def ensure_database() -> bool:
         ) from exc
 
 
-class Command(BaseCommand):
+class Command(CtopCommand):
     help = "Create the database if needed, migrate, and make sure a staff login exists."
 
     def add_arguments(self, parser) -> None:
@@ -55,16 +56,17 @@ class Command(BaseCommand):
         parser.add_argument("--networks", default="", help="name,url pairs to register as watched chains.")
 
     def handle(self, *args, **opts) -> None:
+        try:  # bad input is refused before anything is created or migrated
+            networks = parse_networks(opts["networks"]) if opts["networks"] else None
+        except NetworksError as exc:
+            raise CommandError(str(exc), returncode=2) from None
         if ensure_database():
             self.stdout.write(f"created database {settings.DATABASES['default']['NAME']}")
         call_command("migrate", interactive=False, verbosity=0)
         self.stdout.write("database schema is up to date")
         call_command("collectstatic", interactive=False, verbosity=0)  # served by WhiteNoise, DEBUG on or off
-        if opts["networks"]:
-            try:
-                chains = ensure_chains(parse_networks(opts["networks"]))
-            except NetworksError as exc:
-                raise CommandError(str(exc), returncode=2) from None
+        if networks:
+            chains = ensure_chains(networks)
             self.stdout.write("watching " + ", ".join(c.name for c in chains))
         user_model = get_user_model()
         if user_model.objects.filter(is_superuser=True, is_active=True).exists():

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.utils import timezone
 
 from consensus.models import Chain
 from consensus.retention import prune
-from ctop_project.cli import parse_duration
+from ctop_project.cli import CtopCommand, parse_duration
+from ctop_project.commands import chain_watch, require_database
 
 
-class Command(BaseCommand):
+class Command(CtopCommand):
     help = "Delete consensus events older than a duration, in small batches (no long locks)."
 
     def add_arguments(self, parser) -> None:
@@ -28,13 +29,14 @@ class Command(BaseCommand):
 
     def handle(self, *args, **opts) -> None:
         if opts["batch_size"] <= 0:
-            raise CommandError("--batch-size must be positive")
-        chains = Chain.objects.all()
-        names = [n.strip() for n in opts["networks"].split(",") if n.strip()]
+            raise CommandError("--batch-size must be positive", returncode=2)
+        names = chain_watch(opts["networks"]).names  # the shared --networks syntax (exit 2 if bad)
+        require_database()
+        chains = Chain.objects.all()  # disabled chains too: their old events age like the others
         if names:
             unknown = sorted(set(names) - set(chains.filter(name__in=names).values_list("name", flat=True)))
             if unknown:
-                raise CommandError(f"unknown network(s): {', '.join(unknown)}")
+                raise CommandError(f"unknown network(s): {', '.join(unknown)}", returncode=2)
             chains = chains.filter(name__in=names)
         cutoff = timezone.now() - opts["older_than"]
         report = prune(cutoff=cutoff, chains=list(chains), batch_size=opts["batch_size"], dry_run=opts["dry_run"])

@@ -7,11 +7,11 @@ import contextlib
 import signal
 import time
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from consensus.simulator import build_network
 from consensus.simulator.scenario import load
-from ctop_project.cli import parse_duration_or_zero
+from ctop_project.cli import CtopCommand, parse_duration_or_zero
 
 
 def parse_powers(text: str) -> int | list[int]:
@@ -29,7 +29,7 @@ def parse_powers(text: str) -> int | list[int]:
     return n
 
 
-class Command(BaseCommand):
+class Command(CtopCommand):
     help = "Serve simulated CometBFT chains (websocket + HTTP RPC) on 127.0.0.1 until Ctrl-C."
 
     def add_arguments(self, parser) -> None:

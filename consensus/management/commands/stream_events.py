@@ -9,19 +9,19 @@ import logging
 import threading
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from consensus.ingest import LivePublisher, StreamConsumer, default_consumer_name
 from consensus.ingest.consumer import Stats
 from consensus.ingest.workers import supervise
 from consensus.streams import connect
-from ctop_project.cli import parse_duration
+from ctop_project.cli import CtopCommand, parse_duration
 from ctop_project.commands import chain_watch, stop_on_signals, wait_for_chains, wait_for_database
 
 log = logging.getLogger("ctop.stream")
 
 
-class Command(BaseCommand):
+class Command(CtopCommand):
     help = "Persist the chains' event streams from Redis into PostgreSQL (at least once, idempotent)."
 
     def add_arguments(self, parser) -> None:

@@ -9,14 +9,14 @@ import logging
 import threading
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db import close_old_connections
 
 from common.text import one_line, redact_url
 from consensus.models import Chain
 from consensus.streams import connect
 from consensus.subscriber import ChainTarget, Options, SubscribeRunner
-from ctop_project.cli import parse_duration
+from ctop_project.cli import CtopCommand, parse_duration
 from ctop_project.commands import chain_watch, stop_on_signals, wait_for_chains, wait_for_database
 
 log = logging.getLogger("ctop.subscriber")
@@ -55,7 +55,7 @@ def adopter(chain_pk: int):
     return adopt
 
 
-class Command(BaseCommand):
+class Command(CtopCommand):
     help = "Subscribe to NewRound, NewRoundStep and Vote events of every watched chain and append them to Redis."
 
     def add_arguments(self, parser) -> None:

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import threading
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
-from ctop_project.cli import parse_duration
+from ctop_project.cli import CtopCommand, parse_duration
 from ctop_project.commands import chain_watch, require_database, stop_on_signals, wait_for_chains, wait_for_database
 from validators.runner import IndexerRunner
 
 
-class Command(BaseCommand):
+class Command(CtopCommand):
     help = "Index the validator sets of the watched chains, recording every change at its height."
 
     def add_arguments(self, parser) -> None:
