@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
+import threading
 import time
 
 import pytest
 import websocket
 
 from consensus import protocol as p
-from consensus.simulator import Halt, Scenario, SetChange, SimChain, SimulatorThread, Window
+from consensus.simulator import Halt, Scenario, SetChange, SimChain, Window
 
 from .simhelpers import WSClient, get, wait_for_height
-
-
-@pytest.fixture
-def sim():
-    s = SimulatorThread()
-    yield s
-    s.stop()
 
 
 def start_chain(sim, **kw):
@@ -146,15 +141,41 @@ def test_halt_is_silence_at_prevote_then_recovery(sim):
     _chain, (node,) = start_chain(sim, validators=4, scenario=scenario)
     ws = WSClient(node.url)
     ws.subscribe("NewRound", "NewRoundStep", "Vote")
-    values = ws.collect(6.0, until=lambda vs: any(isinstance(v, p.NewRound) and v.height == 6 for v in vs))
+    statuses: list[tuple[float, int]] = []  # (when, /status height), polled all along
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.is_set():
+            statuses.append((time.monotonic(), p.decode_status(get(node.url, "/status").text).latest_height))
+            stop.wait(0.1)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    received: list[tuple[float, object]] = []
+    deadline = time.monotonic() + 8.0
+    while time.monotonic() < deadline:
+        raw = ws.recv(0.2)
+        if raw is not None:
+            value = p.decode_frame(raw)
+            received.append((time.monotonic(), value))
+            if isinstance(value, p.NewRound) and value.height == 6:
+                break
+    stop.set()
+    poller.join(2)
     ws.close()
-    at5 = [v for v in values if getattr(v, "height", None) == 5]
+    at5 = [v for _, v in received if getattr(v, "height", None) == 5]
     steps = [v.step_name for v in at5 if isinstance(v, p.RoundStep)]
     assert "RoundStepPrevoteWait" in steps  # the recovery, as in the real capture
     rounds5 = sorted({v.round for v in at5 if isinstance(v, p.NewRound)})
     assert rounds5 == [0, 1]  # no climbing rounds during the halt
-    # During the halt the node was silent and /status stayed at height 4.
-    assert any(isinstance(v, p.NewRound) and v.height == 6 for v in values)
+    assert any(isinstance(v, p.NewRound) and v.height == 6 for _, v in received)
+    # During the halt the node was silent (the longest pause between frames is the halt's) ...
+    pauses = [(b[0] - a[0], a[0], b[0]) for a, b in itertools.pairwise(received)]
+    silence, began, ended = max(pauses)
+    assert silence >= 1.2
+    # ... and /status stayed at height 4 all that time.
+    during = [h for t, h in statuses if began + 0.1 < t < ended - 0.1]
+    assert during and set(during) == {4}
 
 
 def test_halt_status_is_stale_while_halted(sim):

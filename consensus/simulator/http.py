@@ -36,7 +36,9 @@ class HTTPRoutes:
         self.is_stalled()
         return self._frozen_height if self._frozen_height is not None else self.chain.latest_height
 
-    def _height_arg(self, request: web.Request, default: int) -> int | web.Response:
+    def _height_arg(self, request: web.Request, default: int, *, uncommitted: bool = False) -> int | web.Response:
+        """`height` from the query. uncommitted: the height in progress is allowed too, as CometBFT's
+        /validators allows it (its set is known once the previous height committed)."""
         raw = request.query.get("height", "").strip('"')
         if not raw:
             return default
@@ -44,7 +46,7 @@ class HTTPRoutes:
             h = int(raw)
         except ValueError:
             return self._error(f"error converting http params to arguments: invalid height {raw!r}")
-        latest = self._latest()
+        latest = self._latest() + (1 if uncommitted else 0)
         if h <= 0:
             return self._error("height must be greater than zero")
         if h > max(latest, 1):
@@ -79,7 +81,7 @@ class HTTPRoutes:
         )
 
     async def validators(self, request: web.Request) -> web.Response:
-        h = self._height_arg(request, max(self._latest(), 1))
+        h = self._height_arg(request, max(self._latest(), 1), uncommitted=True)
         if isinstance(h, web.Response):
             return h
         try:

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import socket
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -60,10 +61,10 @@ def event_body(em: Emission) -> str:
 
 
 class Connection:
-    def __init__(self, ws: web.WebSocketResponse) -> None:
+    def __init__(self, ws: web.WebSocketResponse, queue_limit: int = QUEUE_LIMIT) -> None:
         self.ws = ws
         self.subs: dict[str, int | str] = {}  # event name -> subscribe request id
-        self.queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=QUEUE_LIMIT)
+        self.queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=queue_limit)
         self.sent = 0
         self.sent_frames: list[str] | None = None  # filled when the node records (tests)
         self.prefixes: dict[int | str, str] = {}
@@ -99,6 +100,9 @@ class SimNode(HTTPRoutes):
         self.frames_sent = 0
         self.accepting = True
         self.fail_validators_page: int | None = None  # fault injection: this /validators page errors
+        self.queue_limit = QUEUE_LIMIT  # frames held for a slow reader before its subscriptions are cancelled
+        self.slow_readers_cancelled = 0  # readers whose subscriptions were cancelled for falling behind
+        self.send_buffer = 0  # fault injection: a small kernel send buffer (bytes), so a stalled reader shows soon
         self.record = False  # keep every frame sent, per connection (tests compare them with Redis)
         self.recorded: list[Connection] = []
         self._runner: web.AppRunner | None = None
@@ -144,6 +148,7 @@ class SimNode(HTTPRoutes):
             if not conn.push(prefix + body):
                 # Like close_on_slow_client: the node cancels what a reader cannot keep up with.
                 log.warning("sim %s: slow client, cancelling its subscriptions", self.moniker)
+                self.slow_readers_cancelled += 1
                 while not conn.queue.empty():  # what it could not read is dropped, as on a real node
                     conn.queue.get_nowait()
                 for sid in conn.subs.values():
@@ -184,8 +189,12 @@ class SimNode(HTTPRoutes):
         if not self.accepting:
             raise web.HTTPServiceUnavailable()
         ws = web.WebSocketResponse(heartbeat=27.0, max_msg_size=1_000_000, compress=False)
+        if self.send_buffer:
+            sock = request.transport.get_extra_info("socket") if request.transport else None
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer)
         await ws.prepare(request)
-        conn = Connection(ws)
+        conn = Connection(ws, self.queue_limit)
         if self.record:
             conn.sent_frames = []
             self.recorded.append(conn)
