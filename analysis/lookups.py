@@ -29,6 +29,7 @@ from validators.indexer import ChainIndexer, IndexerError
 log = logging.getLogger("ctop.analyzer")
 
 JOB_DEADLINE = 30.0  # seconds one chain's commit look-ups may take before yielding the pool thread
+ANSWERS_KEPT = 10_000  # answers nobody took (heights judged without them): dropped beyond this many
 
 
 class CommitLookup(enum.Enum):
@@ -48,21 +49,38 @@ class RemoteLookups:
     ) -> None:
         self.pool = KeyedPool(workers, "analyzer-lookup", on_done=on_done)
         self.client_factory = client_factory
-        self._answers: dict[tuple[int, int], CommitLookup] = {}
+        self._answers: dict[tuple[int, int], tuple[CommitLookup, float]] = {}  # and when it came back
         self._lock = threading.Lock()
         self.asked = 0  # questions submitted so far (settle() stops when a tick asks nothing new)
 
     # --- commits ---
 
     def commit(self, chain: Chain, height: int, *, take: bool = True) -> CommitLookup | None:
-        """The answer for `height` if one came back (taken unless take=False: a NOT_YET is asked
-        again next time), or PENDING while a look-up for the chain is under way, or None: not asked."""
+        """The answer for `height` if one came back (taken unless take=False; a NOT_YET is kept
+        until the next answer or forget(), for not_yet_age()), or PENDING while a look-up for the
+        chain is under way, or None: not asked."""
+        key = (chain.pk, height)
         with self._lock:
-            answers = self._answers
-            answer = answers.pop((chain.pk, height), None) if take else answers.get((chain.pk, height))
+            kept = self._answers.get(key)
+            if take and kept is not None and kept[0] is not CommitLookup.NOT_YET:
+                del self._answers[key]
+        answer = kept[0] if kept else None
         if answer is None and self.pool.busy(("commit", chain.pk)):
             return CommitLookup.PENDING
         return answer
+
+    def not_yet_age(self, chain: Chain, height: int) -> float | None:
+        """Seconds since `height` was answered NOT_YET (None: it was not, or was asked again since)."""
+        with self._lock:
+            kept = self._answers.get((chain.pk, height))
+        if kept is None or kept[0] is not CommitLookup.NOT_YET:
+            return None
+        return time.monotonic() - kept[1]
+
+    def forget(self, chain: Chain, height: int) -> None:
+        """The height is judged: its kept answer is of no more use."""
+        with self._lock:
+            self._answers.pop((chain.pk, height), None)
 
     def ask_commits(self, chain: Chain, heights: list[int]) -> None:
         if heights and self.pool.submit(
@@ -108,9 +126,13 @@ class RemoteLookups:
                 self._answer(chain, [height], CommitLookup.STORED)
 
     def _answer(self, chain: Chain, heights: list[int], answer: CommitLookup) -> None:
+        now = time.monotonic()
         with self._lock:
             for h in heights:
-                self._answers[(chain.pk, h)] = answer
+                self._answers[(chain.pk, h)] = (answer, now)
+            if len(self._answers) > ANSWERS_KEPT:  # answers of heights judged without them: oldest go
+                for key, _ in sorted(self._answers.items(), key=lambda kv: kv[1][1])[: len(self._answers) // 2]:
+                    del self._answers[key]
 
     # --- validator sets ---
 

@@ -17,7 +17,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError, connectio
 from django.utils import timezone
 
 from common.text import first_line
-from consensus.models import Chain, Gap, Round
+from consensus.models import Chain, CommitSignature, Gap, Round, RoundStep, Step
 from validators.models import SetIndexState
 from validators.selectors import first_recorded_height
 
@@ -30,6 +30,11 @@ from .state import ChainState, load_states
 log = logging.getLogger("ctop.analyzer")
 
 BACKFILL_WAIT = 300.0  # seconds a gap's heights wait for its backfill before being judged without it
+# A height answered "not canonical yet" is asked again once height+1 is committed (its block holds
+# the canonical commit of height): ctop saw its Commit step, or height+2 start. At most every
+# NOT_YET_SOON; and every NOT_YET_BACKOFF whatever ctop saw (a node ahead of the events).
+NOT_YET_SOON = 0.3
+NOT_YET_BACKOFF = 2.0
 
 
 class MissingVoteAnalyzer:
@@ -83,23 +88,28 @@ class MissingVoteAnalyzer:
         else:
             start = judged + 1
         # A gap whose backfill is under way: its heights get the chain's commit soon; judging past
-        # them now would leave them unjudged for good. Waited for a while, not forever (a node
-        # that pruned those heights never answers).
-        waiting = (
-            Gap.objects.filter(
-                chain=chain,
-                backfilled_at__isnull=True,
-                to_height__gte=start,
-                from_height__lte=last_ready,
-                detected_at__gte=timezone.now() - timedelta(seconds=BACKFILL_WAIT),
+        # them now would leave them unjudged for good. So judging stops at the first height of such a
+        # gap whose commit has not arrived yet. Waited for a while, not forever (a node that pruned
+        # those heights never answers).
+        for gap_from, gap_to in Gap.objects.filter(
+            chain=chain,
+            backfilled_at__isnull=True,
+            to_height__gte=start,
+            from_height__lte=last_ready,
+            detected_at__gte=timezone.now() - timedelta(seconds=BACKFILL_WAIT),
+        ).values_list("from_height", "to_height"):
+            # Only max_heights are judged per tick: the look-up stays that small whatever the gap.
+            lo, hi = max(gap_from, start), min(gap_to, last_ready, start + self.max_heights - 1)
+            filled = set(
+                CommitSignature.objects.filter(chain=chain, height__gte=lo, height__lte=hi)
+                .values_list("height", flat=True)
+                .distinct()
             )
-            .order_by("from_height")
-            .values_list("from_height", flat=True)
-            .first()
-        )
-        if waiting is not None:
-            last_ready = min(last_ready, waiting - 1)
-            in_grace = in_grace if in_grace is not None and in_grace <= last_ready else None
+            missing = next((h for h in range(lo, hi + 1) if h not in filled), None)
+            if missing is not None:
+                last_ready = min(last_ready, missing - 1)
+        if in_grace is not None and in_grace > last_ready:
+            in_grace = None
         if start > last_ready:
             return [], None
         with connection.cursor() as cur:
@@ -121,13 +131,17 @@ class MissingVoteAnalyzer:
         )
         return started is None or started <= timezone.now() - timedelta(seconds=self.commit_wait)
 
-    def judge(self, chain: Chain, heights: list[int], in_grace: int | None = None) -> list[Judgement]:
+    def judge(
+        self, chain: Chain, heights: list[int], in_grace: int | None = None, tip: int | None = None
+    ) -> list[Judgement]:
         """Judgements for the leading run of `heights` that can be judged now; stops at the first
         height whose set is unknown or whose canonical commit is worth waiting for.
 
         in_grace: a height whose late votes may still arrive. It is judged now only if a precommit is
         missing and the chain's canonical commit settles it (asked for at once): a validator that
-        stopped is then seen one grace period sooner, the commit being the chain's final word."""
+        stopped is then seen one grace period sooner, the commit being the chain's final word.
+        tip: the newest height ctop saw start (the canonical commit of h exists once h+2 started)."""
+        unverified: list[int] = []
         if heights and self.fetch_sets:
             state = SetIndexState.objects.filter(chain=chain).first()
             verified = state.verified_height if state else 0
@@ -135,22 +149,15 @@ class MissingVoteAnalyzer:
                 self.lookups.ask_set(chain)  # the indexer has not reached them: index now, judge later
                 if heights[0] > verified:
                     log.info("%s h=%d: validator set not indexed yet; judging later", chain.name, heights[0])
+                unverified = [h for h in heights if h > verified]
                 heights = [h for h in heights if h <= verified]
         out: list[Judgement] = []
         wanted: list[int] = []  # heights whose canonical commit to ask for (one job for the run)
-        blocked = False  # past a height that waits: later heights are only looked at for `wanted`
+        waiting: list[tuple[int, Judgement | None]] = []  # past a height that waits: only looked at for `wanted`
         first_set = None
         for height, j in zip(heights, judge_heights(chain, heights), strict=True):
-            if blocked:
-                if (
-                    j is not None
-                    and j.missing_precommits
-                    and j.commit_round is None
-                    and not j.unknown
-                    and len(wanted) < 50
-                    and self.lookups.commit(chain, height, take=False) in (None, CommitLookup.NOT_YET)
-                ):
-                    wanted.append(height)
+            if waiting:
+                waiting.append((height, j))
                 continue
             if j is None:
                 if first_set is None:
@@ -160,34 +167,64 @@ class MissingVoteAnalyzer:
                 log.warning("%s h=%d: no validator set recorded; run index_validators", chain.name, height)
                 break
             if height == in_grace and (not j.missing_precommits or not self.fetch_commits):
-                blocked = True  # nothing the commit could settle: late votes get their grace
+                waiting.append((height, None))  # nothing the commit could settle: late votes get their grace
                 continue
-            if self.fetch_commits and j.missing_precommits and j.commit_round is None and not j.unknown:
+            if self.fetch_commits and self._needs_commit(j):
                 answer = self.lookups.commit(chain, height)
                 if answer is CommitLookup.STORED:
                     j = judge_height(chain, height) or j
                 elif answer is None:
                     # Never asked: always worth one question (the answer wakes the analyzer at once).
                     wanted.append(height)
-                    blocked = True
+                    waiting.append((height, None))
                     continue
                 elif answer is CommitLookup.NOT_YET or answer is CommitLookup.PENDING:
-                    if answer is CommitLookup.NOT_YET:
+                    if answer is CommitLookup.NOT_YET and self._ask_again(chain, height, tip):
                         wanted.append(height)
                     if not self._overdue(chain, height) or height == in_grace:
-                        blocked = True  # a later tick judges it, once height+1 brings the canonical commit
+                        waiting.append((height, None))  # a later tick judges it, with the canonical commit
                         continue
                     # Overdue (a halt, or an endpoint too slow to answer): judged with what was seen.
                 elif height == in_grace:
-                    blocked = True  # no canonical commit to settle it early: it gets its grace
+                    waiting.append((height, None))  # no canonical commit to settle it early: it gets its grace
                     continue
+            self.lookups.forget(chain, height)
             out.append(j)
+        if self.fetch_commits:
+            # Heights waiting behind another, or for their set (being read now, judged with the set
+            # in force so far, which is theirs unless it changes right now): their canonical commits
+            # are asked for meanwhile, so they are ready when their turn comes.
+            later = waiting[1:] + list(zip(unverified, judge_heights(chain, unverified), strict=True))
+            for height, j in later:
+                if len(wanted) >= 50:
+                    break
+                if (
+                    j is not None
+                    and self._needs_commit(j)
+                    and self.lookups.commit(chain, height, take=False) in (None, CommitLookup.NOT_YET)
+                    and self._ask_again(chain, height, tip)
+                ):
+                    wanted.append(height)
         self.lookups.ask_commits(chain, wanted)
         return out
 
+    @staticmethod
+    def _needs_commit(j: Judgement) -> bool:
+        """A precommit ctop did not see, at a height whose commit it does not hold: the chain's
+        canonical commit says whether it was missed or only never relayed."""
+        return bool(j.missing_precommits) and j.commit_round is None and not j.unknown
+
+    def _ask_again(self, chain: Chain, height: int, tip: int | None) -> bool:
+        age = self.lookups.not_yet_age(chain, height)
+        if age is None or age >= NOT_YET_BACKOFF:
+            return True
+        if age < NOT_YET_SOON or tip is None or tip < height + 1:
+            return False
+        return tip >= height + 2 or RoundStep.objects.filter(chain=chain, height=height + 1, step=Step.COMMIT).exists()
+
     def _judge_chain(self, chain: Chain, settings: AlertSettings, state: ChainState) -> list[Judgement]:
         heights, in_grace = self.ready_heights(chain, settings, state)
-        return self.judge(chain, heights, in_grace)
+        return self.judge(chain, heights, in_grace, tip=state.rounds[0][0] if state.rounds else None)
 
     def run_once(self) -> int:
         """One tick over every chain; returns the heights it recorded."""

@@ -10,19 +10,12 @@ from analysis.runner import MissingVoteAnalyzer
 from consensus.ingest import StreamConsumer
 from consensus.models import Chain, Endpoint
 from consensus.protocol.stream import KIND_GAP
-from consensus.simulator import Scenario, SimChain, SimulatorThread, Window
+from consensus.simulator import Scenario, SimChain, Window
 from validators.indexer import ChainIndexer
 
 from .subscriberhelpers import entries_of_kind, running, target, wait_until
 
 OFF_FROM = 30  # validator 2 stops here, while ctop is not listening
-
-
-@pytest.fixture
-def sim():
-    s = SimulatorThread()
-    yield s
-    s.stop()
 
 
 @pytest.mark.django_db

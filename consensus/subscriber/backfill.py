@@ -82,7 +82,7 @@ class Backfiller(threading.Thread):
 
     def _fill(self, height: int, clients: dict[str, RPCClient]) -> bool:
         """Fetch the canonical commit of `height`; wait (or retry with backoff) until some endpoint has it."""
-        delay = 0.5
+        delay, attempts = 0.5, 0
         while not self.stop.is_set():
             candidates = [
                 s
@@ -111,6 +111,10 @@ class Backfiller(threading.Thread):
                 self.writer.put(entry, None, self.stop)
                 self.filled += 1
                 return True
-            self.stop.wait(delay)
-            delay = min(delay * 2, 10.0)
+            # A height near the tip is committed within a block or so: ask often for the first
+            # seconds, then less and less often (a node that pruned the height never answers).
+            attempts += 1
+            self.stop.wait(0.25 if attempts <= 40 else delay)
+            if attempts > 40:
+                delay = min(delay * 2, 10.0)
         return False
