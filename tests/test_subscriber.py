@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import time
-
-import pytest
 
 from consensus import protocol as p
 from consensus.protocol.stream import KIND_COMMIT, KIND_GAP, KIND_STATUS
-from consensus.simulator import Scenario, SimChain, SimulatorThread, Window
+from consensus.simulator import Scenario, SimChain, Window
 
 from .subscriberhelpers import decoded, entries, entries_of_kind, frames, running, target, wait_until
-
-
-@pytest.fixture
-def sim():
-    s = SimulatorThread()
-    yield s
-    s.stop()
 
 
 def test_every_event_arrives_in_redis_exactly_as_sent(sim, redis_client):
@@ -132,11 +124,15 @@ def test_wrong_chain_endpoint_is_refused(sim, redis_client, caplog):
     (impostor,) = sim.add_chain(wrong)
     (good,) = sim.add_chain(right)
     sim.start()
+    caplog.set_level(logging.ERROR, "ctop.subscriber")
     with running([target("sim-1", impostor, good, chain_id="sim-1")], redis_client) as runner:
         worker = runner.workers[0]
         wait_until(lambda: worker.counters.events > 20)
         assert worker.connected_url == good.url
-    assert True  # logged only if the impostor was ever chosen
+    refused = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert refused == [
+        f"chain=sim-1 endpoint={impostor.url} refused: wrong chain-id 'other-9' (expected 'sim-1')"
+    ]  # said once, however often it is checked
     addresses = {v.validator_address for v in decoded(redis_client, "sim-1") if isinstance(v, p.Vote)}
     assert addresses == {v.address for v in right.genesis}
 

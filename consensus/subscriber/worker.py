@@ -123,6 +123,7 @@ class ChainWorker(threading.Thread):
         self._blind_since: float | None = None
         self._connected_at: float | None = None
         self._blind_reason = ""
+        self._wrong_chain_said: set[str] = set()
         self._next_heartbeat = 0.0
         self._gap_reason = "not listening (disconnected or restarted)"
 
@@ -258,12 +259,18 @@ class ChainWorker(threading.Thread):
         self.stop.wait(seconds)
 
     def _checks(self):
-        return check_endpoints(
+        checks = check_endpoints(
             self.health.snapshot(),
             self.chain_id,
             max_lag_blocks=self.opts.max_lag_blocks,
             stale_after=self.opts.stale_after,
         )
+        for c in checks:
+            # An endpoint on another chain is a configuration mistake worth saying once, loudly.
+            if c.reason.startswith("wrong chain-id") and c.url not in self._wrong_chain_said:
+                self._wrong_chain_said.add(c.url)
+                log.error("chain=%s endpoint=%s refused: %s", self.chain, redact_url(c.url), c.reason)
+        return checks
 
     def _pick_endpoint(self) -> str | None:
         if not self.chain_id and self.adopt_chain_id:
