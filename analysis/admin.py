@@ -117,6 +117,12 @@ class NotificationChannelForm(forms.ModelForm):
         help_text="Telegram bot token or PagerDuty routing key. Write-only: leave blank to keep the current one.",
     )
 
+    api_url = forms.URLField(
+        required=False,
+        assume_scheme="https",
+        help_text=NotificationChannel._meta.get_field("api_url").help_text,
+    )
+
     class Meta:
         model = NotificationChannel
         fields = ["name", "kind", "target", "secret", "api_url", "chains", "min_severity", "enabled"]

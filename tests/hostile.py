@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from urllib.parse import parse_qsl
 
 from consensus.protocol import encode
 from consensus.protocol.values import NewRound, Vote
@@ -96,6 +97,8 @@ class HostileNode:
         self.status_drip: float = 0.0  # seconds per byte of the /status reply (0 = all at once)
         self.ws_script: Callable[[WS], Awaitable[None]] | None = None
         self.routes: dict[str, tuple[str, bytes]] = {}  # path -> (status line code, body)
+        # path -> a function of the query string's parameters giving (status line code, body)
+        self.handlers: dict[str, Callable[[dict[str, str]], tuple[str, bytes]]] = {}
         self.drip: dict[str, float] = {}  # path -> seconds per byte
         self.connections = 0
         self.requests: list[str] = []
@@ -152,14 +155,15 @@ class HostileNode:
         try:
             head = await reader.readuntil(b"\r\n\r\n")
             request_line, *header_lines = head.decode("latin-1").split("\r\n")
-            path = request_line.split(" ")[1].split("?")[0]
+            target = request_line.split(" ")[1]
+            path, _, query = target.partition("?")
             self.requests.append(request_line)
             headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in header_lines if h)}
             # Routes match the end of the path: an endpoint URL may carry a prefix (an API key).
             if path.endswith("/websocket") and "sec-websocket-key" in headers:
                 await self._websocket(reader, writer, headers["sec-websocket-key"])
             else:
-                await self._http(writer, path)
+                await self._http(writer, path, dict(parse_qsl(query)))
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
             pass
         finally:
@@ -167,9 +171,12 @@ class HostileNode:
             if task:
                 self._tasks.discard(task)
 
-    async def _http(self, writer: asyncio.StreamWriter, path: str) -> None:
+    async def _http(self, writer: asyncio.StreamWriter, path: str, query: dict[str, str]) -> None:
         route = next((r for r in self.routes if path.endswith(r)), None)
-        if path.endswith("/status"):
+        handler = next((h for r, h in self.handlers.items() if path.endswith(r)), None)
+        if handler is not None:
+            (code, body), drip = handler(query), 0.0
+        elif path.endswith("/status"):
             code, body, drip = "200 OK", self.status_body(), self.status_drip
         elif route is not None:
             code, body = self.routes[route]

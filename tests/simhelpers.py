@@ -65,3 +65,16 @@ def wait_for_height(url: str, height: int, timeout: float = 20.0) -> int:
             return latest
         time.sleep(0.05)
     raise AssertionError(f"{url} did not reach height {height} within {timeout}s")
+
+
+def watched(sim, sim_chain, nodes: int = 1):
+    """`sim_chain` served by `nodes` simulated nodes (started), and its Chain with their endpoints in
+    priority order. Returns (chain, nodes)."""
+    from consensus.models import Chain, Endpoint
+
+    sim_nodes = sim.add_chain(sim_chain, nodes=nodes)
+    sim.start()
+    chain = Chain.objects.create(name=sim_chain.chain_id, chain_id=sim_chain.chain_id)
+    for i, node in enumerate(sim_nodes):
+        Endpoint.objects.create(chain=chain, url=node.url, priority=i)
+    return chain, sim_nodes

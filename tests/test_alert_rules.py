@@ -184,3 +184,59 @@ def test_a_real_stall_while_watching_is_still_alerted(net, hook):
     play(net, 81, {0: {A: ("S", ""), B: ("S", ""), C: ("", ""), D: ("", "")}}, started=OLD)
     analyze(net)
     assert {AlertKind.STALLED, AlertKind.HALT_RISK} <= kinds(net)
+
+
+# --- the rules' other edges ---
+
+
+@pytest.mark.django_db
+def test_five_misses_in_twenty_heights_with_no_two_in_a_row_open_an_alert(net):
+    from .analysishelpers import all_sign
+
+    for h in range(100, 120):
+        votes = all_sign()[0] if h % 4 != 1 else {a: v for a, v in all_sign()[0].items() if a != D}  # 1 in 4
+        play(net, h, {0: votes})
+    play(net, 120, {0: {}})
+    analyze(net)
+    alert = Alert.objects.get(kind=AlertKind.MISSED_VOTES, is_open=True)
+    assert alert.validator.address == D and alert.details["heights"] == [117, 113, 109, 105, 101]
+    assert "(0 in a row" in alert.summary and alert.details["scope"] == "solo"
+
+
+@pytest.mark.django_db
+def test_misses_shared_by_over_a_third_of_the_set_are_network_wide(net):
+    for h in range(30, 33):  # B and C (half the set) miss together
+        play(net, h, {0: {A: ("S", "S"), D: ("S", "S")}})
+    play(net, 33, {0: {}})
+    analyze(net)
+    scopes = set(Alert.objects.filter(kind=AlertKind.MISSED_VOTES).values_list("details__scope", flat=True))
+    assert scopes == {"network-wide"}
+
+
+@pytest.mark.django_db
+def test_three_rounds_at_one_height_is_a_halt_risk(net):
+    play(net, 40, all_sign())
+    play(net, 41, {0: {}, 1: {}, 2: all_sign()[0]})  # the height needed three rounds
+    play(net, 42, {0: {}})
+    analyze(net)
+    alert = Alert.objects.get(kind=AlertKind.HALT_RISK)
+    assert alert.details["height"] == 41 and alert.details["round"] == 2
+
+
+@pytest.mark.django_db
+def test_an_alert_resolved_by_hand_is_reopened_by_the_next_tick_if_it_still_holds(net):
+    from analysis.lifecycle import resolve
+
+    for h in range(50, 54):
+        play(net, h, {0: {A: ("S", "S"), B: ("S", "S"), C: ("S", "S")}})  # D down
+    play(net, 54, {0: {}})
+    analyze(net)
+    first = Alert.objects.get(kind=AlertKind.MISSED_VOTES, is_open=True)
+    resolve(net, first.kind, first.validator_id, now=timezone.now(), note="resolved by ops")
+    play(net, 55, {0: {A: ("S", "S"), B: ("S", "S"), C: ("S", "S")}})
+    Round.objects.filter(chain=net, height=54).update(started_at=OLD)
+    play(net, 56, {0: {}})
+    analyze(net)
+    again = Alert.objects.get(kind=AlertKind.MISSED_VOTES, is_open=True)
+    assert again.pk != first.pk and again.validator_id == first.validator_id
+    assert Alert.objects.get(pk=first.pk).details["resolution"] == "resolved by ops"

@@ -220,3 +220,55 @@ def test_a_height_stuck_without_two_thirds_prevoting_is_a_live_halt_risk(net):
         play(net, h, all_sign(), started=timezone.now())
     analyze(net)
     assert not Alert.objects.filter(kind=AlertKind.HALT_RISK, is_open=True).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_analyzers_at_once_record_each_height_once_and_each_alert_once(net, monkeypatch):
+    """Really in parallel: two analyzers in two threads (each its own connection) judge the same
+    heights, and only then record them (held at a barrier); the natural keys and the one-open-alert
+    constraint settle who records what."""
+    import threading
+
+    from django.db import connection
+
+    from analysis import runner as runner_module
+
+    for h in range(200, 230):
+        play(net, h, {0: {A: ("S", "S"), B: ("S", "S"), C: ("S", "S")}})  # D is down throughout
+    analyzers = [MissingVoteAnalyzer([net], fetch_sets=False, fetch_commits=False) for _ in range(2)]
+    errors: list[BaseException] = []
+    record_all = runner_module.record_all
+    gate: list[threading.Barrier] = []
+    judged: list[list[int]] = []
+
+    def record_together(judgements):
+        gate[-1].wait(10)  # both have judged before either records
+        judged.append(sorted(j.height for js in judgements.values() for j in js))
+        return record_all(judgements)
+
+    monkeypatch.setattr(runner_module, "record_all", record_together)
+    for tick in range(3):
+        barrier = threading.Barrier(2)
+        gate.append(threading.Barrier(2))
+
+        def run(analyzer, barrier=barrier):
+            try:
+                barrier.wait(5)
+                analyzer.run_once()
+            except BaseException as exc:
+                errors.append(exc)
+            finally:
+                connection.close()
+
+        threads = [threading.Thread(target=run, args=(a,)) for a in analyzers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        play(net, 230 + tick, {0: {A: ("S", "S"), B: ("S", "S"), C: ("S", "S")}})
+    assert errors == []
+    assert len(judged) == 6 and all(judged[i] and judged[i] == judged[i + 1] for i in (0, 2, 4)), judged
+    heights = list(HeightVerdict.objects.filter(chain=net).values_list("height", flat=True))
+    assert heights and len(heights) == len(set(heights))
+    assert ValidatorVerdict.objects.filter(chain=net).count() == 4 * len(heights)
+    assert Alert.objects.filter(chain=net, kind=AlertKind.MISSED_VOTES).count() == 1

@@ -72,7 +72,7 @@ class LiveViewInABrowser(ChannelsLiveServerTestCase):
         (node,) = sim.add_chain(SimChain("sim-live", validators=5, block_time=0.7))
         sim.start()
         stop = threading.Event()
-        driver = None
+        driver = streamer = None
         try:
             wait_for_height(node.url, 2)
             chain = Chain.objects.create(name="sim-live", chain_id="sim-live")
@@ -158,6 +158,8 @@ class LiveViewInABrowser(ChannelsLiveServerTestCase):
             publisher.stop()
         finally:
             stop.set()
+            if streamer is not None:
+                streamer.join(10)  # its last read ends before the stream it reads is flushed
             if driver is not None:
                 driver.quit()
             sim.stop()

@@ -20,7 +20,7 @@ from consensus.ingest import StreamConsumer
 from consensus.ingest.decode import Batch, decode_into
 from consensus.models import Chain, ChainStatus, DeadLetter, Endpoint, Gap, Round
 from consensus.protocol.stream import KIND_FRAMES, KIND_GAP, StreamEntry, encode_frames
-from consensus.simulator import SimChain, SimulatorThread
+from consensus.simulator import SimChain
 from consensus.streams import decode_last_height, encode_last_height, last_height_key, stream_key
 from consensus.subscriber import Options
 
@@ -36,13 +36,6 @@ def node():
     n = HostileNode().start()
     yield n
     n.stop()
-
-
-@pytest.fixture
-def sim():
-    s = SimulatorThread()
-    yield s
-    s.stop()
 
 
 def store(client, *names: str) -> None:
@@ -496,6 +489,7 @@ def test_passwords_of_redis_and_postgresql_are_never_printed(tmp_path):
     import subprocess
 
     from .conftest import ROOT
+    from .procs import database_url
 
     env = {
         "PATH": "/usr/bin:/bin",
@@ -507,7 +501,7 @@ def test_passwords_of_redis_and_postgresql_are_never_printed(tmp_path):
     proc = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0 and "is not reachable" in proc.stderr
     assert "pg-pw-42" not in proc.stderr + proc.stdout and "redis-pw-42" not in proc.stderr + proc.stdout
-    env["DATABASE_URL"] = "postgres://postgres@127.0.0.1:5432/postgres"
+    env["DATABASE_URL"] = database_url("postgres")  # reachable this time: the Redis line follows
     proc = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=60)
     assert "Redis is not reachable at redis://***@127.0.0.1:9/0" in proc.stderr
     assert "redis-pw-42" not in proc.stderr

@@ -13,7 +13,7 @@ from analysis.routing import websocket_urlpatterns
 from consensus.ingest import LivePublisher
 
 from .protocol_fixtures import frames
-from .test_stream_events import consumer, drain, fill
+from .streamhelpers import consumer, drain, fill
 
 
 def communicator(path: str, user) -> WebsocketCommunicator:

@@ -102,3 +102,46 @@ def test_telegram_message(chain, receiver):
     path, body = receiver.requests[0]
     assert path == "/bot123:ABC/sendMessage" and "stalled" in body["text"]
     assert body["chat_id"] == "-100200300"  # the chat id, never a piece of the token
+
+
+@pytest.mark.django_db
+def test_email_has_the_documented_shape(chain, settings):
+    from django.core import mail
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    settings.DEFAULT_FROM_EMAIL = "ctop@example.com"
+    channel(ChannelKind.EMAIL, "ops@example.com")
+    raise_or_update(chain, AlertKind.STALLED, None, now=timezone.now(), severity=Severity.CRITICAL, summary="stuck")
+    assert send_due() == 1
+    (message,) = mail.outbox
+    assert (message.from_email, message.to) == ("ctop@example.com", ["ops@example.com"])
+    assert message.subject == "[ctop CRITICAL] testnet: stuck"
+    assert message.body.splitlines()[0] == message.subject and "kind: stalled" in message.body
+    assert "chain: testnet" in message.body and "{" not in message.body  # text, not a Python dict
+
+
+@pytest.mark.django_db
+def test_a_channel_limited_to_a_chain_gets_only_that_chain(chain, receiver):
+    from consensus.models import Chain
+
+    other = Chain.objects.create(name="other", chain_id="o-1")
+    only_other = channel(ChannelKind.WEBHOOK, receiver.url + "/other")
+    only_other.chains.add(other)
+    now = timezone.now()
+    raise_or_update(chain, AlertKind.STALLED, None, now=now, severity=Severity.CRITICAL, summary="testnet stuck")
+    raise_or_update(other, AlertKind.STALLED, None, now=now, severity=Severity.CRITICAL, summary="other stuck")
+    assert send_due() == 1
+    assert [body["chain"] for _, body in receiver.requests] == ["other"]
+
+
+@pytest.mark.django_db
+def test_discord_payload_has_the_documented_shape(chain, receiver):
+    # https://discord.com/developers/docs/resources/webhook#execute-webhook: content (<= 2000
+    # characters) and allowed_mentions; nothing else is needed, nothing unknown is sent.
+    channel(ChannelKind.DISCORD, receiver.url + "/api/webhooks/1/token")
+    raise_or_update(chain, AlertKind.STALLED, None, now=timezone.now(), severity=Severity.CRITICAL, summary="x" * 3000)
+    send_due()
+    ((path, body),) = receiver.requests
+    assert path == "/api/webhooks/1/token" and set(body) == {"content", "allowed_mentions"}
+    assert isinstance(body["content"], str) and 0 < len(body["content"]) <= 2000
+    assert body["allowed_mentions"] == {"parse": []}

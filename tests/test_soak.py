@@ -4,7 +4,6 @@ chain's record and alerts are exact, and every refused input has a dead letter o
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -13,7 +12,6 @@ import time
 
 import psutil
 import pytest
-from django.db import connection
 
 from analysis.models import Alert, AlertKind, AlertSettings, ChannelKind, NotificationChannel
 from consensus import protocol as p
@@ -22,6 +20,7 @@ from consensus.simulator import Scenario, SimChain, SimulatorThread, Window
 
 from .conftest import ROOT
 from .hostile import HostileNode, frame_header, new_round, vote
+from .procs import command_env
 from .receivers import Receiver
 from .subscriberhelpers import wait_until
 
@@ -82,12 +81,7 @@ def test_a_minute_of_every_attack_beside_a_healthy_chain(redis_client):
     for chain in (healthy, evil):
         AlertSettings.objects.create(chain=chain, grace_seconds=1, resolve_after=5, blind_after_seconds=5)
     NotificationChannel.objects.create(name="hook", kind=ChannelKind.WEBHOOK, target=receiver.url + "/hook")
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "ctop_project.settings_test",
-        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{connection.settings_dict['NAME']}",
-        "LOG_LEVEL": "INFO",
-    }
+    env = command_env()
     commands = {
         "subscribe_events": ["--silence-timeout", "3s", "--health-interval", "2s"],
         "stream_events": ["--no-live"],

@@ -3,20 +3,19 @@ consumers before the subscriber has registered the chain, all end up recording a
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 import threading
 
 import pytest
-from django.db import connection
 
 from analysis.models import HeightVerdict
 from consensus.models import Vote
 from consensus.simulator import SimChain, SimulatorThread
 
 from .conftest import ROOT
+from .procs import command_env
 from .subscriberhelpers import wait_until
 
 pytestmark = pytest.mark.slow
@@ -45,12 +44,7 @@ def test_every_start_order_ends_with_the_chain_recorded_and_judged(redis_client,
     sim = SimulatorThread()
     (node,) = sim.add_chain(SimChain("sim-1", validators=4, block_time=0.3))
     sim.start()
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "ctop_project.settings_test",
-        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{connection.settings_dict['NAME']}",
-        "LOG_LEVEL": "INFO",
-    }
+    env = command_env()
     names = ["--networks", "sim-1"] if named else []
     consumers = [
         ["stream_events", *names, "--no-live"],

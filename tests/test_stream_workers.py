@@ -5,36 +5,32 @@ is restarted and nothing is lost or doubled."""
 from __future__ import annotations
 
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
-import time
+from pathlib import Path
 
 import psutil
 import pytest
-from django.db import connection
+import redis
 
 from consensus.models import Chain, Vote
+from consensus.streams import GROUP, stream_key
 
 from .conftest import ROOT
+from .procs import command_env
 from .protocol_fixtures import frames
-from .test_stream_events import expected_votes, fill, snapshot
-
-
-def env() -> dict:
-    return {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "ctop_project.settings_test",
-        "LOG_LEVEL": "INFO",
-        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{connection.settings_dict['NAME']}",
-    }
+from .streamhelpers import expected_votes, fill, snapshot
+from .subscriberhelpers import wait_until
 
 
 def stream_events(*args: str, **kw) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "manage.py", "stream_events", "--networks", "testnet", "--no-live", *args],
         cwd=ROOT,
-        env=env(),
+        env=command_env(),
         stdout=subprocess.DEVNULL,
         stderr=kw.pop("stderr", subprocess.PIPE),
         text=True,
@@ -55,51 +51,87 @@ def test_two_workers_store_exactly_what_one_would(redis_client):
     assert proc.returncode == 0, err
     assert "consumer " in err and "-0 streaming testnet" in err and "-1 streaming testnet" in err
     votes = {(h, r, t, a, bytes(b) if b else None) for h, r, t, a, b in snapshot()["votes"]}
-    assert votes == expected_votes(lines())
-    assert Vote.objects.count() == len(votes)
+    expected = expected_votes(lines())
+    assert (len(expected - votes), len(votes - expected)) == (0, 0)  # nothing missing, nothing unsent
     stored = [int(part.split()[0]) for part in err.split(" stored ")[1:]]
     assert len(stored) == 2 and all(n > 0 for n in stored)  # the work was shared
+
+
+def _log_text(log: Path) -> str:
+    return log.read_text()
+
+
+def _started(*args: str, log: Path, **kw) -> subprocess.Popen:
+    """stream_events with its stderr in `log` (a file of its own: the test reads it by path, so
+    reading never moves the offset the command writes at)."""
+    with open(log, "w") as out:
+        return stream_events(*args, stderr=out, **kw)
+
+
+def _worker_pids(log, i: int) -> list[int]:
+    """Every pid worker i has had, in order, from the parent's "stream worker i started" lines."""
+    return [int(m) for m in re.findall(rf"stream worker {i} started: pid (\d+)", _log_text(log))]
+
+
+def _held(client, consumer: str) -> list:
+    """Entries `consumer` has read and not acknowledged (none while its group does not exist yet)."""
+    try:
+        return client.xpending_range(stream_key("testnet"), GROUP, "-", "+", 10, consumername=consumer)
+    except redis.ResponseError:  # NOGROUP: the workers are still starting
+        return []
 
 
 @pytest.mark.django_db(transaction=True)
 def test_sigterm_stops_every_worker_and_a_killed_worker_is_restarted(redis_client, tmp_path):
     Chain.objects.create(name="testnet", chain_id="test-1")
-    log = open(tmp_path / "stream.log", "w+")  # noqa: SIM115 - closed below
-    proc = stream_events("--workers", "2", "--claim-idle", "1s", stderr=log)
+    log = tmp_path / "stream.log"
+    proc = _started("--workers", "2", "--claim-idle", "1s", "--batch", "2", log=log)
+    normal, one_down = list(frames("ws_frames_normal.jsonl")), list(frames("ws_frames_one_down.jsonl"))
     try:
         parent = psutil.Process(proc.pid)
-        deadline = time.monotonic() + 30
-        while len(parent.children()) < 2 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        workers = parent.children()
-        assert len(workers) == 2
-        time.sleep(1.0)
-        workers[0].kill()  # kill -9 of one worker: the parent starts another
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            log.seek(0)
-            if "restarting it" in log.read() and len(parent.children()) == 2:
-                break
-            time.sleep(0.2)
-        assert len(parent.children()) == 2 and workers[0].pid not in {c.pid for c in parent.children()}
-        # The replacement works: entries written now are stored, once.
-        fill(redis_client, "testnet", lines(), per_entry=5)
-        expected = expected_votes(lines())
-        deadline = time.monotonic() + 60
-        while Vote.objects.count() < len(expected) and time.monotonic() < deadline:
-            time.sleep(0.3)
-        assert Vote.objects.count() == len(expected)
+        wait_until(lambda: _worker_pids(log, 0) and _worker_pids(log, 1), timeout=30, message="both workers")
+        (killed,), (other,) = _worker_pids(log, 0), _worker_pids(log, 1)
+        # Entries for both, then kill -9 of worker 0 while it holds some (read, not acknowledged).
+        fill(redis_client, "testnet", normal, per_entry=2)
+        first = f"{socket.gethostname()}-{proc.pid}-0"
+        wait_until(
+            lambda: _held(redis_client, first),
+            timeout=30,
+            interval=0.005,
+            message="worker 0 holding entries",
+        )
+        os.kill(killed, signal.SIGKILL)
+        wait_until(lambda: len(_worker_pids(log, 0)) == 2, timeout=30, message="worker 0 started again")
+        assert "stream worker 0 exited with status -9; restarting it" in _log_text(log)
+        successor = _worker_pids(log, 0)[1]
+        assert {c.pid for c in parent.children()} == {successor, other}
+        # The successor works: with worker 1 frozen, it alone stores the next entries.
+        os.kill(other, signal.SIGSTOP)
+        try:
+            fill(redis_client, "testnet", one_down, per_entry=2)
+            after = expected_votes(one_down)
+            wait_until(
+                lambda: Vote.objects.filter(height__gte=min(v[0] for v in after)).count() >= len(after),
+                timeout=60,
+                message="the successor storing new entries alone",
+            )
+        finally:
+            os.kill(other, signal.SIGCONT)
+        # What the killed worker held is stored too (by its successor, or claimed by worker 1):
+        # nothing missing, nothing unsent.
+        expected = expected_votes(normal) | after
+        wait_until(lambda: Vote.objects.count() >= len(expected), timeout=60, message="every vote stored")
+        votes = {(h, r, t, a, bytes(b) if b else None) for h, r, t, a, b in snapshot()["votes"]}
+        assert (len(expected - votes), len(votes - expected)) == (0, 0)
         children = parent.children()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
         assert not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children)
     finally:
         if proc.poll() is None:
+            for child in psutil.Process(proc.pid).children():
+                child.kill()  # a failed test leaves no worker behind
             proc.kill()
-        log.seek(0)
-        text = log.read()
-        log.close()
-    assert "exited with status -9; restarting it" in text
 
 
 @pytest.mark.django_db(transaction=True)
@@ -107,21 +139,19 @@ def test_ctrl_c_in_a_terminal_stops_every_worker_gracefully(redis_client, tmp_pa
     """Ctrl-C reaches the whole process group, and the parent forwards the stop too: each worker
     sees it twice within milliseconds, which is one stop, not an operator insisting."""
     Chain.objects.create(name="testnet", chain_id="test-1")
-    log = open(tmp_path / "stream.log", "w+")  # noqa: SIM115 - closed below
-    proc = stream_events("--workers", "2", stderr=log, start_new_session=True)
+    log = tmp_path / "stream.log"
+    proc = _started("--workers", "2", log=log, start_new_session=True)
     try:
-        parent = psutil.Process(proc.pid)
-        deadline = time.monotonic() + 30
-        while len(parent.children()) < 2 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        time.sleep(1.5)  # both workers streaming
+        wait_until(
+            lambda: all(f"-{i} streaming testnet" in _log_text(log) for i in (0, 1)),
+            timeout=30,
+            message="both workers streaming",
+        )
         os.killpg(proc.pid, signal.SIGINT)
         assert proc.wait(30) == 0
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-        log.seek(0)
-        text = log.read()
-        log.close()
+    text = _log_text(log)
     assert "Traceback" not in text and "KeyboardInterrupt" not in text, text
     assert text.count("finishing and exiting") == 2  # each worker stopped once, gracefully

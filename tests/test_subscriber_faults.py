@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -11,18 +10,15 @@ import time
 
 import pytest
 
-from consensus.simulator import SimChain, SimulatorThread
+from consensus import protocol as p
+from consensus.protocol.stream import KIND_COMMIT, KIND_GAP
+from consensus.simulator import Halt, Scenario, SimChain
 
 from .conftest import ROOT
+from .procs import command_env
 from .redisproc import RedisProcess
-from .subscriberhelpers import frames, running, target, wait_until
-
-
-@pytest.fixture
-def sim():
-    s = SimulatorThread()
-    yield s
-    s.stop()
+from .simhelpers import wait_for_height
+from .subscriberhelpers import entries, entries_of_kind, frames, running, target, wait_until
 
 
 @pytest.fixture
@@ -82,7 +78,7 @@ def test_redis_restarted_buffered_entries_are_delivered(sim, private_redis):
 
 
 def run_command(*args: str, timeout: float = 60, env_extra: dict | None = None, **popen) -> subprocess.CompletedProcess:
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "ctop_project.settings_test", **(env_extra or {})}
+    env = command_env(**(env_extra or {}))
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=ROOT,
@@ -122,15 +118,10 @@ def test_bad_networks_exit_2_before_anything_starts(networks, message):
 
 @pytest.mark.django_db(transaction=True)
 def test_sigterm_flushes_and_exits_0(sim, redis_client, settings):
-    from django.db import connection
 
     (node,) = sim.add_chain(SimChain("sim-1", validators=4, block_time=0.1))
     sim.start()
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "ctop_project.settings_test",
-        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{connection.settings_dict['NAME']}",
-    }
+    env = command_env()
     proc = subprocess.Popen(
         [sys.executable, "manage.py", "subscribe_events", "--networks", f"sim-1,{node.url}"],
         cwd=ROOT,
@@ -165,11 +156,7 @@ def test_sigterm_flushes_and_exits_0(sim, redis_client, settings):
 def test_a_long_running_command_waits_for_postgresql_with_one_clear_line(command):
     """PostgreSQL may come up after ctop (systemd starts every unit at once): waiting is right, an
     exit would leave the deployment without that process. SIGTERM still stops it at once."""
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "ctop_project.settings_test",
-        "DATABASE_URL": "postgres://postgres:hunter2@127.0.0.1:9/nowhere",
-    }
+    env = command_env(DATABASE_URL="postgres://postgres:hunter2@127.0.0.1:9/nowhere")
     proc = subprocess.Popen(
         [sys.executable, "manage.py", *command],
         cwd=ROOT,
@@ -192,3 +179,106 @@ def test_a_long_running_command_waits_for_postgresql_with_one_clear_line(command
     text = "".join(lines)
     assert "is not reachable" in text and "127.0.0.1:9" in text
     assert "Traceback" not in text and "hunter2" not in text
+
+
+def test_a_full_buffer_while_redis_is_frozen_stops_reading_and_the_gap_is_backfilled(sim, private_redis, monkeypatch):
+    import socket
+
+    from consensus.subscriber import worker as worker_module
+    from consensus.subscriber.wsclient import BoundedWebSocket
+
+    class SmallReceiveBuffer(BoundedWebSocket):
+        """Fault injection: a tiny socket receive buffer, so that a reader that stops reading is
+        felt by the node within a second (the kernel would otherwise absorb megabytes)."""
+
+        def __init__(self, **kw):
+            super().__init__(sockopt=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)], **kw)
+
+    monkeypatch.setattr(worker_module, "BoundedWebSocket", SmallReceiveBuffer)
+    (node,) = sim.add_chain(SimChain("sim-1", validators=4, block_time=0.05))
+    node.queue_limit = 300  # a node gives up on a reader that stopped (CometBFT's buffer is 200)
+    node.send_buffer = 4096
+    sim.start()
+    client = private_redis.client()
+    with running([target("sim-1", node)], client, buffer_bytes=20_000) as runner:
+        worker = runner.workers[0]
+        wait_until(lambda: runner.writer.stats.delivered > 100, message="delivering")
+        private_redis.freeze()
+        # The buffer fills, the worker stops reading, the node cancels the slow reader's feed.
+        wait_until(lambda: runner.writer.buffered and runner.writer._bytes > 15_000, message="the buffer full")
+        events = worker.counters.events
+        # The node holds 300 frames for a reader, then gives up on it: that happens only if the
+        # worker stopped reading.
+        wait_until(lambda: node.slow_readers_cancelled, timeout=30, message="the node cancelling the slow reader")
+        assert worker.counters.events - events < 50  # stopped reading (a frame or two in flight)
+        stopped_at = worker.last_height
+        private_redis.thaw()
+        gap = wait_until(
+            lambda: next(
+                (g for g in entries_of_kind(client, "sim-1", KIND_GAP) if g.get("backfilled") and g["to"] > stopped_at),
+                None,
+            ),
+            timeout=30,
+            message="the gap of the heights the node dropped, backfilled",
+        )
+    assert worker.counters.errors.get("subscription_cancelled") or worker.counters.reconnects
+    commits = {p.decode_commit(e.payload).height for e in entries(client, "sim-1") if e.kind == KIND_COMMIT}
+    assert set(range(max(gap["from"], gap["backfilled_from"]), gap["to"] + 1)) <= commits
+
+
+def test_a_halt_seen_through_two_endpoints_is_no_reason_to_reconnect_or_fail_over(sim, redis_client):
+    scenario = Scenario(halts=[Halt(height=15, seconds=6.0, offline=(2, 3))])
+    nodes = sim.add_chain(SimChain("sim-1", validators=4, block_time=0.1, scenario=scenario), nodes=2)
+    sim.start()
+    with running([target("sim-1", *nodes)], redis_client) as runner:
+        worker = runner.workers[0]
+        wait_until(lambda: worker.last_height and worker.last_height >= 15, message="the halt begins")
+        wait_until(lambda: worker.last_height >= 18, timeout=20, message="the chain resumes")
+        # A silent feed during a halt (longer than the 2 s silence timeout) is expected: all the
+        # endpoints age together; nobody is stale or lagging.
+        assert (worker.counters.reconnects, worker.counters.failovers) == (0, 0)
+        assert worker.connected_url == nodes[0].url
+
+
+@pytest.mark.django_db(transaction=True)
+def test_kill_9_of_the_subscriber_then_a_restart_records_and_backfills_the_gap(sim, redis_client):
+    from consensus.streams import decode_last_height, last_height_key
+
+    from .procs import Command
+
+    (node,) = sim.add_chain(SimChain("sim-1", validators=4, block_time=0.1))
+    sim.start()
+    args = ("subscribe_events", "--networks", f"sim-1,{node.url}", "--health-interval", "1s")
+
+    def seen() -> int:
+        record = decode_last_height(redis_client.get(last_height_key("sim-1")))
+        return record[0] if record else 0
+
+    first = Command(*args)
+    try:
+        wait_until(lambda: seen() >= 10, timeout=30, message="heights delivered")
+    finally:
+        first.proc.kill()  # kill -9, mid-burst
+        first.wait(10)
+    killed_at = seen()
+    wait_for_height(node.url, killed_at + 15)  # heights pass while nobody listens
+    second = Command(*args)
+    try:
+        gap = wait_until(
+            lambda: next(
+                (
+                    g
+                    for g in entries_of_kind(redis_client, "sim-1", KIND_GAP)
+                    if g.get("backfilled") and g["from"] == killed_at and "not listening" in g["reason"]
+                ),
+                None,
+            ),
+            timeout=30,
+            message="the gap since the kill, backfilled",
+        )
+    finally:
+        stopped = second.stop()
+    assert stopped == 0
+    assert gap["to"] >= killed_at + 10
+    commits = {p.decode_commit(e.payload).height for e in entries(redis_client, "sim-1") if e.kind == KIND_COMMIT}
+    assert set(range(gap["from"], gap["to"] + 1)) <= commits

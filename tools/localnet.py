@@ -282,6 +282,24 @@ class Localnet:
         shutil.rmtree(self.tmp, ignore_errors=True)
         self.tmp.mkdir(parents=True, exist_ok=True)
 
+    def restore(self, timeout: float = 90.0) -> None:
+        """Every node running again, and the chain making heights (what the next test expects)."""
+        for node in self.nodes:
+            self.start_node(node.index)
+        deadline = time.monotonic() + timeout
+        start = None
+        while time.monotonic() < deadline:
+            try:
+                h = self.height(0)
+            except OSError:
+                time.sleep(0.5)
+                continue
+            start = h if start is None else start
+            if h >= start + 2:
+                return
+            time.sleep(0.3)
+        raise TimeoutError(f"the localnet did not resume within {timeout}s")
+
     def height(self, i: int = 0) -> int:
         with urllib.request.urlopen(f"{self.nodes[i].rpc_url}/status", timeout=2) as r:  # noqa: S310 - loopback
             return int(json.load(r)["result"]["sync_info"]["latest_block_height"])
