@@ -138,22 +138,3 @@ def test_commits_and_blocks():
     assert down.height == 32 and down.last_commit.height == 31
     assert down.last_commit.signatures[1] == p.CommitSig(flag=1, validator_address="", timestamp=None, signature=None)
     assert [s.flag for s in p.decode_commit(http("http_commit_one_down.json")).signatures] == [2, 1, 2, 2]
-
-
-def test_consensus_states():
-    cs = p.decode_consensus_state(http("http_consensus_state.json"))
-    assert (cs.height, cs.round, cs.step) == (11, 0, 1)
-    halt = p.decode_consensus_state(http("http_consensus_state_halt.json"))
-    assert (halt.height, halt.round, halt.step) == (35, 0, 4)
-    r0 = halt.rounds[0]
-    assert (r0.prevotes_power, r0.total_power, r0.precommits_power) == (2000, 4000, 0)
-    assert [v is not None for v in r0.prevotes] == [True, False, False, True]
-    assert p.decode_consensus_state(http("http_consensus_state_halt_later.json")) == halt
-    down = p.decode_consensus_state(http("http_consensus_state_one_down.json"))
-    assert (down.height, down.step) == (34, 1)
-    dump = p.decode_dump_consensus_state(http("http_dump_consensus_state.json"))
-    assert (dump.height, dump.round, dump.step, dump.proposer_address) == (11, 0, 1, VAL3)
-    dump_halt = p.decode_dump_consensus_state(http("http_dump_consensus_state_halt.json"))
-    assert dump_halt.height == 35
-    net = p.decode_net_info(http("http_net_info.json"))
-    assert net.n_peers == 3 and set(net.peer_monikers) == {"val1", "val2", "val3"}

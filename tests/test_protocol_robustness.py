@@ -170,7 +170,7 @@ HTTP = [
         "http_validators.json",
         "http_block.json",
         "http_commit.json",
-        "http_consensus_state_halt.json",
+        "http_commit_one_down.json",
         "http_block_one_down.json",
     )
 ]
@@ -179,7 +179,7 @@ HTTP_DECODERS = [
     p.decode_validators,
     p.decode_block,
     p.decode_commit,
-    p.decode_consensus_state,
+    p.decode_commit,
     p.decode_block,
 ]
 

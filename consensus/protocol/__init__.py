@@ -5,6 +5,8 @@ goes through here; nothing else looks at raw JSON. Decoders raise only ProtocolE
 subclasses); websocket error replies are returned as RPCError values.
 """
 
+from .blocks import decode_block, decode_commit
+from .envelope import unwrap
 from .errors import (
     BadValue,
     MalformedFrame,
@@ -14,16 +16,7 @@ from .errors import (
     RPCErrorKind,
     UnknownEventType,
 )
-from .http import (
-    decode_block,
-    decode_commit,
-    decode_consensus_state,
-    decode_dump_consensus_state,
-    decode_net_info,
-    decode_status,
-    decode_validators,
-    unwrap,
-)
+from .http import decode_status, decode_validators
 from .values import (
     FLAG_ABSENT,
     FLAG_COMMIT,
@@ -36,9 +29,7 @@ from .values import (
     Commit,
     CommitSig,
     CompleteProposal,
-    ConsensusState,
     Event,
-    NetInfo,
     NewBlock,
     NewRound,
     RoundStep,
@@ -65,11 +56,9 @@ __all__ = [
     "Commit",
     "CommitSig",
     "CompleteProposal",
-    "ConsensusState",
     "Event",
     "MalformedFrame",
     "MissingField",
-    "NetInfo",
     "NewBlock",
     "NewRound",
     "Peek",
@@ -86,10 +75,7 @@ __all__ = [
     "Vote",
     "decode_block",
     "decode_commit",
-    "decode_consensus_state",
-    "decode_dump_consensus_state",
     "decode_frame",
-    "decode_net_info",
     "decode_status",
     "decode_validators",
     "peek_frame",

@@ -3,13 +3,13 @@ independent of Django, so the subscriber, the simulator and the tests share them
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 PREVOTE = 1
 PRECOMMIT = 2
 
-# RoundStepType names (events) and numbers (/consensus_state).
+# RoundStepType names (events) and numbers (the protocol's enum).
 STEP_NUMBERS = {
     "RoundStepNewHeight": 1,
     "RoundStepNewRound": 2,
@@ -155,32 +155,5 @@ class Block:
     last_commit: Commit | None
 
 
-@dataclass(frozen=True, slots=True)
-class RoundVotes:
-    round: int
-    prevotes: tuple[str | None, ...]  # per validator index: the vote's short form, None = none received
-    precommits: tuple[str | None, ...]
-    prevotes_power: int
-    precommits_power: int
-    total_power: int
-
-
-@dataclass(frozen=True, slots=True)
-class ConsensusState:
-    height: int
-    round: int
-    step: int
-    start_time: datetime | None
-    proposer_address: str | None
-    rounds: tuple[RoundVotes, ...] = field(default=())
-
-
 # What decode_frame may return for an event.
 Event = Vote | NewRound | RoundStep | CompleteProposal | NewBlock | ValidatorSetUpdates
-
-
-@dataclass(frozen=True, slots=True)
-class NetInfo:
-    listening: bool
-    n_peers: int
-    peer_monikers: tuple[str, ...]

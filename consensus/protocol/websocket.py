@@ -12,7 +12,9 @@ from typing import Any
 import orjson
 
 from . import fields as f
-from .errors import BadValue, MalformedFrame, ProtocolError, RPCError, UnknownEventType
+from .blocks import decode_block_body
+from .envelope import error_of, guarded, loads, result_of
+from .errors import BadValue, MalformedFrame, RPCError, UnknownEventType
 from .values import (
     STEP_NUMBERS,
     CompleteProposal,
@@ -48,49 +50,18 @@ def unsubscribe_all_request(request_id: int) -> str:
     )
 
 
-def _loads(text: str | bytes) -> dict:
-    try:
-        doc = json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise MalformedFrame(f"not JSON: {exc}") from None
-    if not isinstance(doc, dict):
-        raise MalformedFrame(f"expected a JSON-RPC object, got {type(doc).__name__}")
-    return doc
-
-
-def rpc_error(doc: dict) -> RPCError:
-    err = f.obj(doc["error"], "error")
-    code = f.integer(err.get("code", 0), "error.code", lo=-(2**31), hi=2**31)
-    message = err.get("message", "")
-    data = err.get("data", "")
-    if not isinstance(message, str):
-        message = json.dumps(message)
-    if not isinstance(data, str):
-        data = json.dumps(data)
-    request_id = doc.get("id")
-    if not isinstance(request_id, int | str | type(None)) or isinstance(request_id, bool):
-        request_id = None
-    return RPCError(request_id, code, message, data)
-
-
 def decode_frame(text: str | bytes) -> SubscribeAck | RPCError | Event:
     """Decode one websocket text message. RPC error replies come back as RPCError values;
     anything undecodable raises a ProtocolError."""
-    try:
-        return _decode_frame(text)
-    except ProtocolError:
-        raise
-    except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as exc:  # pragma: no cover - guard
-        raise MalformedFrame(f"undecodable frame: {exc!r}") from None
+    return guarded("frame", _decode_frame, text)
 
 
 def _decode_frame(text: str | bytes) -> SubscribeAck | RPCError | Event:
-    doc = _loads(text)
-    if "error" in doc and doc["error"] is not None:
-        return rpc_error(doc)
-    if "result" not in doc:
-        raise MalformedFrame("neither result nor error in the JSON-RPC reply")
-    result = f.obj(doc["result"], "result")
+    doc = loads(text)
+    error = error_of(doc)
+    if error is not None:
+        return error
+    result = result_of(doc)
     if "data" not in result:
         if result:
             raise MalformedFrame("result has no event data")
@@ -257,8 +228,6 @@ def decode_complete_proposal(value: dict) -> CompleteProposal:
 
 
 def decode_new_block(value: dict) -> NewBlock:
-    from .http import decode_block_body  # one decoder for a block, whichever way it came
-
     block = decode_block_body(value, "NewBlock")
     return NewBlock(
         height=block.height,
