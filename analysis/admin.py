@@ -3,8 +3,8 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin
 
+from common.admin import ReadOnlyEventAdmin, page_link
 from common.text import redact_url
-from ctop_project.admin_utils import ReadOnlyEventAdmin, page_link
 
 from .models import (
     Alert,

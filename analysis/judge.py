@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from consensus.models import BlockIdFlag, Chain, VoteType
 from consensus.protocol.fields import MAX_ROUND
+from validators.selectors import memberships_between
 
 from .models import LATE, MAX_VERDICT_ROUNDS, MISSED, NIL, SIGNED, UNKNOWN
 
@@ -61,7 +62,8 @@ class _Observed:
 
 
 def _load(chain: Chain, lo: int, hi: int) -> tuple[dict[int, _Observed], list[tuple], list[tuple[int, int]]]:
-    """Everything stored for heights lo..hi: four range scans on the natural-key indexes."""
+    """Everything stored for heights lo..hi: range scans on the natural-key indexes, and the set
+    history's GiST index (through the validators app's selector)."""
     seen: dict[int, _Observed] = defaultdict(_Observed)
     with connection.cursor() as cur:
         cur.execute(
@@ -84,21 +86,13 @@ def _load(chain: Chain, lo: int, hi: int) -> tuple[dict[int, _Observed], list[tu
         )
         for h, index, flag, r in cur.fetchall():
             seen[h].sigs[index] = (flag, r)
-        # GiST (chain, heights): the memberships overlapping the range, with their own ranges.
-        cur.execute(
-            "SELECT lower(heights), upper(heights), validator_id, voting_power, position"
-            " FROM validators_setmembership WHERE chain_id = %s AND heights && int8range(%s, %s, '[]')"
-            " ORDER BY position",
-            [chain.pk, lo, hi],
-        )
-        members = cur.fetchall()
         cur.execute(
             "SELECT from_height, to_height FROM consensus_gap WHERE chain_id = %s AND to_height >= %s"
             " AND from_height <= %s",
             [chain.pk, lo, hi],
         )
         gaps = cur.fetchall()
-    return seen, members, gaps
+    return seen, memberships_between(chain.pk, lo, hi), gaps
 
 
 def judge_heights(chain: Chain, heights: list[int]) -> list[Judgement | None]:

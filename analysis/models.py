@@ -58,7 +58,7 @@ class RoundVerdict(models.Model):
     chain = models.ForeignKey("consensus.Chain", on_delete=models.PROTECT, db_index=False, related_name="+")
     round = models.SmallIntegerField()
     proposer = models.ForeignKey(
-        "validators.Validator", on_delete=models.PROTECT, null=True, blank=True, db_index=False, related_name="+"
+        "consensus.Validator", on_delete=models.PROTECT, null=True, blank=True, db_index=False, related_name="+"
     )
 
     class Meta:
@@ -84,7 +84,7 @@ class ValidatorVerdict(models.Model):
     power = models.BigIntegerField()
     chain = models.ForeignKey("consensus.Chain", on_delete=models.PROTECT, db_index=False, related_name="+")
     validator = models.ForeignKey(
-        "validators.Validator", on_delete=models.PROTECT, db_index=False, related_name="verdicts"
+        "consensus.Validator", on_delete=models.PROTECT, db_index=False, related_name="verdicts"
     )
     prevotes = models.CharField(max_length=MAX_VERDICT_ROUNDS, help_text="One letter per round (the last 32).")
     precommits = models.CharField(max_length=MAX_VERDICT_ROUNDS)
@@ -123,7 +123,7 @@ class Alert(models.Model):
     chain = models.ForeignKey("consensus.Chain", on_delete=models.CASCADE, related_name="alerts")
     kind = models.CharField(max_length=32, choices=AlertKind.choices)
     validator = models.ForeignKey(
-        "validators.Validator", on_delete=models.CASCADE, null=True, blank=True, related_name="alerts"
+        "consensus.Validator", on_delete=models.CASCADE, null=True, blank=True, related_name="alerts"
     )
     severity = models.SmallIntegerField(choices=Severity.choices, default=Severity.WARNING)
     is_open = models.BooleanField(default=True)
@@ -156,6 +156,11 @@ class Alert(models.Model):
         from django.urls import reverse
 
         return reverse("analysis:alert", args=[self.pk])
+
+    @property
+    def severity_class(self) -> str:
+        """How pages mark it: "bad" for critical, "warn" for a warning."""
+        return {Severity.CRITICAL: "bad", Severity.WARNING: "warn"}.get(self.severity, "")
 
 
 class AlertSettings(models.Model):

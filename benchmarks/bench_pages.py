@@ -75,8 +75,7 @@ def main() -> None:
     from django.test.utils import CaptureQueriesContext
 
     from analysis.models import Alert, AlertKind, Severity
-    from consensus.models import Chain, Round
-    from validators.models import Validator
+    from consensus.models import Chain, Round, Validator
 
     chains = list(Chain.objects.filter(name__startswith="bench-").order_by("name"))
     if len(chains) != 20:

@@ -28,8 +28,7 @@ def main() -> None:
     setup_django()
     from django.db import connection
 
-    from consensus.models import Chain
-    from validators.models import Validator
+    from consensus.models import Chain, Validator
 
     with connection.cursor() as cur:
         cur.execute("TRUNCATE consensus_vote")  # TRUNCATE, not DELETE: sizes must not include dead rows

@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.db import models
 from django.utils.html import format_html
 
-from ctop_project.admin_utils import ReadOnlyEventAdmin, page_link
+from common.admin import ReadOnlyEventAdmin, page_link
 
 from .models import Chain, CommitSignature, DeadLetter, Endpoint, Gap, Round, RoundStep, Vote
 

@@ -35,12 +35,6 @@ class Chain(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    def get_absolute_url(self) -> str:
-        """The live consensus page (the admin's "view on site" link)."""
-        from django.urls import reverse
-
-        return reverse("analysis:chain", args=[self.name])
-
     def check_chain_id(self, reported: str) -> None:
         """Refuse an endpoint on another chain; adopt the chain-id if none is known yet."""
         if not reported:
@@ -53,6 +47,38 @@ class Chain(models.Model):
             raise ChainIdMismatch(
                 f"{self.name}: endpoint is on chain-id {reported!r}, expected {self.chain_id!r}; refusing it"
             )
+
+
+class Validator(models.Model):
+    """A validator of one chain, identified by its consensus address (uppercase hex).
+
+    Part of the consensus record: every vote names one, and stream_events creates the unknown ones
+    (by address alone) as votes arrive. Set history (validators.SetMembership) and verdicts point
+    here. The table keeps the name it was created under in the validators app."""
+
+    id = models.AutoField(primary_key=True)  # 4 bytes in every vote row
+    chain = models.ForeignKey(Chain, on_delete=models.CASCADE, related_name="validators")
+    address = models.CharField(max_length=40, help_text="Consensus address, uppercase hex (20 bytes).")
+    pub_key_type = models.CharField(max_length=64, blank=True)
+    pub_key = models.CharField(max_length=128, blank=True, help_text="Base64, as /validators reports it.")
+    moniker = models.CharField(max_length=128, blank=True)
+    operator_address = models.CharField(max_length=128, blank=True)
+    first_seen_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "validators_validator"
+        ordering = ["chain", "address"]
+        constraints = [
+            models.UniqueConstraint(fields=["chain", "address"], name="validator_natural_key"),
+        ]
+
+    def __str__(self) -> str:
+        return self.moniker or self.address
+
+    @property
+    def short(self) -> str:
+        return self.moniker or f"{self.address[:12]}…"
 
 
 class Endpoint(models.Model):
@@ -91,9 +117,7 @@ class Vote(models.Model):
     # int32 on the wire, but a round past 32767 would take years of timeouts: the protocol layer
     # refuses such values, and 2 bytes keep the natural-key index tuple 8 bytes smaller.
     round = models.SmallIntegerField()
-    validator = models.ForeignKey(
-        "validators.Validator", on_delete=models.PROTECT, db_index=False, related_name="votes"
-    )
+    validator = models.ForeignKey(Validator, on_delete=models.PROTECT, db_index=False, related_name="votes")
     validator_index = models.IntegerField()
     block_hash = models.BinaryField(null=True, blank=True, help_text="NULL for a nil vote.")
     signature = models.BinaryField(null=True, blank=True)
@@ -122,7 +146,7 @@ class Round(models.Model):
     chain = models.ForeignKey(Chain, on_delete=models.PROTECT, db_index=False, related_name="+")
     round = models.SmallIntegerField()
     proposer = models.ForeignKey(
-        "validators.Validator",
+        Validator,
         on_delete=models.PROTECT,
         null=True,
         blank=True,
@@ -195,7 +219,7 @@ class CommitSignature(models.Model):
     validator_index = models.IntegerField()
     flag = models.SmallIntegerField(choices=BlockIdFlag.choices)
     validator = models.ForeignKey(
-        "validators.Validator",
+        Validator,
         on_delete=models.PROTECT,
         null=True,
         blank=True,
@@ -261,11 +285,19 @@ class DeadLetter(models.Model):
         return f"{self.stream} {self.entry_id}"
 
 
+class FeedState(models.TextChoices):
+    """What the subscriber reports about a chain's feed."""
+
+    CONNECTED = "connected", "connected"
+    DISCONNECTED = "disconnected", "disconnected"
+    ALL_FAILING = "all_failing", "every endpoint failing"
+
+
 class ChainStatus(models.Model):
     """What the subscriber last said about a chain: connected endpoint, or why ctop is blind."""
 
     chain = models.OneToOneField(Chain, on_delete=models.CASCADE, primary_key=True, related_name="status")
-    state = models.CharField(max_length=32, help_text="connected, disconnected or all_failing")
+    state = models.CharField(max_length=32, choices=FeedState.choices)
     endpoint = models.CharField(max_length=255, blank=True)
     reason = models.TextField(blank=True)
     height = models.BigIntegerField(null=True, blank=True, help_text="Latest height the subscriber had seen.")

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from django.core.management.base import CommandError
 from django.db import transaction
 
 from .models import Chain, Endpoint
@@ -163,3 +165,22 @@ class ChainWatch:
 
     def describe(self) -> str:
         return ", ".join(self.names) if self.names else "every enabled chain"
+
+
+def chain_watch(networks: str, *, with_urls: bool = False) -> ChainWatch:
+    """For commands: a ChainWatch, or exit status 2 for a --networks list that can never become
+    valid (bad syntax, a bad name, a bad URL)."""
+    try:
+        return ChainWatch(networks, with_urls=with_urls)
+    except NetworksError as exc:
+        raise CommandError(str(exc), returncode=2) from None
+
+
+def wait_for_chains(watch: ChainWatch, stop: threading.Event, *, every: float = 5.0) -> list:
+    """The watch's chains, waiting (and saying so once) while there are none. [] if stopped first."""
+    while not stop.is_set():
+        chains = watch.current()
+        if chains:
+            return chains
+        stop.wait(every)
+    return []

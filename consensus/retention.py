@@ -18,14 +18,9 @@ from .models import Chain, CommitSignature, DeadLetter, Gap, Round, RoundStep, V
 
 log = logging.getLogger(__name__)
 
-# Tables with (chain_id, height) leading their natural-key index; pruned by height.
+# The event tables, with (chain_id, height) leading their natural-key index: pruned by height.
+# (The analysis prunes its own tables: analysis.retention.)
 HEIGHT_TABLES: list[type[models.Model]] = [Vote, RoundStep, CommitSignature, Round]
-
-
-def register_height_table(model: type[models.Model]) -> None:
-    """Other apps (analysis verdicts) add their per-height tables here."""
-    if model not in HEIGHT_TABLES:
-        HEIGHT_TABLES.insert(0, model)
 
 
 @dataclass
@@ -37,24 +32,30 @@ class PruneReport:
         self.deleted[label] = self.deleted.get(label, 0) + n
 
 
+def first_height_since(model: type[models.Model], chain: Chain, time_field: str, cutoff: datetime) -> int | None:
+    """The lowest height of `model` with `time_field` at or after `cutoff`; if every row is older,
+    one past the highest; None for a chain with no rows."""
+    qs = model.objects.filter(chain=chain)
+    first_new = qs.filter(**{f"{time_field}__gte": cutoff}).order_by("height").values_list("height", flat=True).first()
+    if first_new is not None:
+        return first_new
+    last = qs.order_by("-height").values_list("height", flat=True).first()
+    return last + 1 if last is not None else None
+
+
 def cut_height(chain: Chain, cutoff: datetime) -> int | None:
     """The lowest height that has an event received at or after `cutoff` (rows below it go).
 
     None when the chain has no events at all. If every event is older, everything goes.
     """
     for model, time_field in ((Round, "started_at"), (Vote, "received_at")):
-        qs = model.objects.filter(chain=chain)
-        newer = qs.filter(**{f"{time_field}__gte": cutoff}).order_by("height").values_list("height", flat=True)
-        first_new = newer.first()
-        if first_new is not None:
-            return first_new
-        last = qs.order_by("-height").values_list("height", flat=True).first()
-        if last is not None:
-            return last + 1
+        height = first_height_since(model, chain, time_field, cutoff)
+        if height is not None:
+            return height
     return None
 
 
-def _delete_batches(table: str, where: str, params: list, batch_size: int) -> int:
+def delete_in_batches(table: str, where: str, params: list, batch_size: int) -> int:
     """DELETE ... WHERE `where`, `batch_size` rows per short transaction (no long locks)."""
     total = 0
     sql = (
@@ -70,6 +71,21 @@ def _delete_batches(table: str, where: str, params: list, batch_size: int) -> in
             return total
 
 
+def prune_below(
+    report: PruneReport, chain: Chain, tables: Iterable[type[models.Model]], below: int, batch_size: int, dry_run: bool
+) -> None:
+    """Delete (or count) the rows of `tables` below height `below` of `chain`, in batches."""
+    for model in tables:
+        label = model._meta.label
+        if dry_run:
+            report.add(label, model.objects.filter(chain=chain, height__lt=below).count())
+            continue
+        n = delete_in_batches(model._meta.db_table, "chain_id = %s AND height < %s", [chain.pk, below], batch_size)
+        report.add(label, n)
+        if n:
+            log.info("prune %s: %s rows of %s below height %s", chain.name, n, label, below)
+
+
 def prune(*, cutoff: datetime, chains: Iterable[Chain], batch_size: int = 10_000, dry_run: bool = False) -> PruneReport:
     report = PruneReport()
     for chain in chains:
@@ -77,22 +93,12 @@ def prune(*, cutoff: datetime, chains: Iterable[Chain], batch_size: int = 10_000
         if below is None:
             continue
         report.cut_heights[chain.name] = below
-        for model in HEIGHT_TABLES:
-            label = model._meta.label
-            if dry_run:
-                report.add(label, model.objects.filter(chain=chain, height__lt=below).count())
-            else:
-                n = _delete_batches(
-                    model._meta.db_table, "chain_id = %s AND height < %s", [chain.pk, below], batch_size
-                )
-                report.add(label, n)
-                if n:
-                    log.info("prune %s: %s rows of %s below height %s", chain.name, n, label, below)
+        prune_below(report, chain, HEIGHT_TABLES, below, batch_size, dry_run)
         gaps = Gap.objects.filter(chain=chain, to_height__lt=below)
         report.add(Gap._meta.label, gaps.count() if dry_run else gaps.delete()[0])
     if dry_run:
         report.add(DeadLetter._meta.label, DeadLetter.objects.filter(created_at__lt=cutoff).count())
     else:
-        n = _delete_batches(DeadLetter._meta.db_table, "created_at < %s", [cutoff], batch_size)
+        n = delete_in_batches(DeadLetter._meta.db_table, "created_at < %s", [cutoff], batch_size)
         report.add(DeadLetter._meta.label, n)
     return report

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+from django.urls import reverse
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -142,6 +143,12 @@ STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").is_dir() else 
 
 # The team's own sign-in pages (any active account), not the admin's (staff only).
 LOGIN_URL = "login"
+# Each record's page (the admin's "view on site", links in pages and messages). Page knowledge
+# stays with the pages: the consensus models do not know the analysis app's URL names.
+ABSOLUTE_URL_OVERRIDES = {
+    "consensus.chain": lambda chain: reverse("analysis:chain", args=[chain.name]),
+    "consensus.validator": lambda v: reverse("analysis:validator", args=[v.chain.name, v.address]),
+}
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = None  # the "signed out" page
 

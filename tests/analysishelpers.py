@@ -6,8 +6,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from consensus.models import Round, Vote, VoteType
-from validators.models import Validator
+from consensus.models import Round, Validator, Vote, VoteType
 
 A, B, C, D, E = ("A" * 40, "B" * 40, "C" * 40, "D" * 40, "E" * 40)
 BLOCK = b"\x01" * 32

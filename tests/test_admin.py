@@ -117,7 +117,7 @@ def test_changelist_does_not_count_the_whole_table(staff_client, populated, monk
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from ctop_project.admin_utils import EstimatedCountPaginator
+    from common.admin import EstimatedCountPaginator
 
     # Behave as on a big table: the planner's estimate is used, never an exact COUNT(*).
     monkeypatch.setattr(EstimatedCountPaginator, "exact_below", 0)

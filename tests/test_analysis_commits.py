@@ -12,10 +12,9 @@ from analysis.lookups import CommitLookup
 from analysis.models import HeightVerdict, ValidatorVerdict
 from analysis.runner import MissingVoteAnalyzer
 from consensus import protocol as p
-from consensus.models import Chain, CommitSignature, Round, RoundStep, Step, Vote, VoteType
+from consensus.models import Chain, CommitSignature, Round, RoundStep, Step, Validator, Vote, VoteType
 from consensus.simulator import Halt, Scenario, SimChain
 from validators.indexer import ChainIndexer
-from validators.models import Validator
 
 from .simhelpers import wait_for_height, watched
 

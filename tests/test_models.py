@@ -7,8 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from django.db import IntegrityError, transaction
 
-from consensus.models import Chain, ChainIdMismatch, Round, RoundStep, Step, Vote, VoteType
-from validators.models import Validator
+from consensus.models import Chain, ChainIdMismatch, Round, RoundStep, Step, Validator, Vote, VoteType
 
 NOW = datetime(2026, 11, 28, tzinfo=UTC)
 
@@ -75,3 +74,19 @@ def test_chain_id_is_learned_then_enforced():
         c.check_chain_id("osmo-test-5")
     with pytest.raises(ChainIdMismatch, match="empty"):
         c.check_chain_id("")
+
+
+@pytest.mark.django_db
+def test_each_record_links_to_its_page_without_the_model_knowing_the_pages():
+    """The admin's "view on site" and any link to a chain or a validator come from the settings'
+    ABSOLUTE_URL_OVERRIDES: the consensus models do not reverse the analysis app's URL names."""
+    from django.urls import reverse
+
+    from .conftest import ROOT
+
+    chain = Chain.objects.create(name="osmosis", chain_id="osmosis-1")
+    validator = Validator.objects.create(chain=chain, address="AB" * 20)
+    assert chain.get_absolute_url() == reverse("analysis:chain", args=["osmosis"]) == "/chains/osmosis/"
+    assert validator.get_absolute_url() == reverse("analysis:validator", args=["osmosis", "AB" * 20])
+    for models_py in ("consensus/models.py", "validators/models.py"):
+        assert "reverse(" not in (ROOT / models_py).read_text(), models_py

@@ -10,8 +10,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from validators.indexer import IndexerError, address_of
-from validators.models import Validator
+from consensus.models import Validator
+from consensus.protocol.keys import address_of
+from validators.indexer import IndexerError
 from validators.monikers import refresh_monikers
 
 KEYS = [hashlib.sha256(f"key{i}".encode()).digest() for i in range(3)]

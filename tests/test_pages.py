@@ -11,8 +11,7 @@ from django.utils import timezone
 
 from analysis.models import Alert, AlertKind, Notification, NotificationChannel, Severity
 from analysis.runner import MissingVoteAnalyzer
-from consensus.models import ChainStatus, Round, RoundStep, Step
-from validators.models import Validator
+from consensus.models import ChainStatus, Round, RoundStep, Step, Validator
 from validators.services import Member, apply_set
 
 from .analysishelpers import OLD, A, B, C, D, all_sign, play
@@ -186,7 +185,7 @@ def test_admin_links_to_the_pages_and_back(staff_client, scene):
     alerts = staff_client.get(reverse("admin:analysis_alert_changelist")).content.decode()
     alert = Alert.objects.get(kind=AlertKind.MISSED_VOTES)
     assert f'href="/alerts/{alert.pk}/"' in alerts
-    validators = staff_client.get(reverse("admin:validators_validator_changelist")).content.decode()
+    validators = staff_client.get(reverse("admin:consensus_validator_changelist")).content.decode()
     assert f'href="/chains/testnet/validators/{A}/"' in validators
     live = page(staff_client, "chain", "testnet")
     assert f'href="/admin/consensus/chain/{scene.pk}/change/"' in live

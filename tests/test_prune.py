@@ -8,8 +8,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from consensus.models import Chain, Gap, Round, RoundStep, Step, Vote, VoteType
-from validators.models import Validator
+from consensus.models import Chain, Gap, Round, RoundStep, Step, Validator, Vote, VoteType
 
 
 def fill(chain: Chain, heights: range, at) -> None:
@@ -85,3 +84,35 @@ def test_commit_signatures_and_dead_letters_are_pruned_in_batches(chain):
     assert len(sigs) == 80 // 7 + 1 and len(letters) == 30 // 7 + 1  # 7 rows at a time
     assert set(CommitSignature.objects.values_list("height", flat=True)) == set(range(21, 26))
     assert list(DeadLetter.objects.values_list("entry_id", flat=True)) == ["new-0"]
+
+
+@pytest.mark.django_db
+def test_verdicts_are_kept_unless_asked_then_pruned_by_the_age_of_their_judgement(chain, capsys):
+    from analysis.models import HeightVerdict, RoundVerdict, ValidatorVerdict
+
+    now = timezone.now()
+    v, _ = Validator.objects.get_or_create(chain=chain, address="AA" * 20)
+    for h in range(1, 31):
+        judged = now - timedelta(days=400 if h <= 20 else 1)
+        HeightVerdict.objects.create(chain=chain, height=h, judged_at=judged, rounds=1, total_power=10)
+        RoundVerdict.objects.create(
+            chain=chain,
+            height=h,
+            round=0,
+            total_power=10,
+            prevote_power=10,
+            prevote_nil_power=0,
+            precommit_power=10,
+            precommit_nil_power=0,
+        )
+        ValidatorVerdict.objects.create(
+            chain=chain, height=h, validator=v, power=10, prevotes="S", precommits="S", missed=False
+        )
+    call_command("prune_events", "--older-than", "7d")  # events only: a year of verdicts stays
+    assert HeightVerdict.objects.count() == 30
+    call_command("prune_events", "--older-than", "7d", "--verdicts-older-than", "365d", "--dry-run")
+    assert "would delete 20 analysis.ValidatorVerdict" in capsys.readouterr().out
+    assert HeightVerdict.objects.count() == 30
+    call_command("prune_events", "--older-than", "7d", "--verdicts-older-than", "365d", "--batch-size", "6")
+    for model in (HeightVerdict, RoundVerdict, ValidatorVerdict):
+        assert sorted(model.objects.values_list("height", flat=True)) == list(range(21, 31)), model

@@ -6,7 +6,8 @@ import pytest
 from django.db import IntegrityError, transaction
 from django.db.backends.postgresql.psycopg_any import NumericRange
 
-from validators.models import SetMembership, Validator
+from consensus.models import Validator
+from validators.models import SetMembership
 from validators.selectors import active_set, set_changes
 from validators.services import Member, apply_set
 

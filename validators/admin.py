@@ -4,9 +4,10 @@ from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html
 
-from ctop_project.admin_utils import EstimatedCountPaginator, page_link
+from common.admin import EstimatedCountPaginator, page_link
+from consensus.models import Validator
 
-from .models import SetIndexState, SetMembership, Validator
+from .models import SetIndexState, SetMembership
 
 
 @admin.register(Validator)

@@ -8,8 +8,6 @@ never makes the analysis blame the wrong validators. A failed or partial read ch
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -21,6 +19,7 @@ from common.text import one_line, redact_url
 from consensus import protocol as p
 from consensus.endpoints import NoUsableEndpoint, best_client
 from consensus.models import Chain
+from consensus.protocol.keys import address_of
 from consensus.rpc import EndpointError, RPCClient
 from consensus.selectors import latest_stored_height
 
@@ -41,17 +40,6 @@ class IndexerError(Exception):
 
 class HeightUnavailable(IndexerError):
     """The node has no set for the height asked (above its latest, or pruned): its own answer."""
-
-
-def address_of(pub_key_type: str, pub_key_b64: str) -> str | None:
-    """CometBFT's address of an ed25519 key: the first 20 bytes of SHA-256 of the key."""
-    if pub_key_type != "tendermint/PubKeyEd25519":
-        return None
-    try:
-        raw = base64.b64decode(pub_key_b64, validate=True)
-    except ValueError:
-        return None
-    return hashlib.sha256(raw).digest()[:20].hex().upper() if len(raw) == 32 else None
 
 
 def fetch_set(client: RPCClient, height: int | None = None) -> tuple[int, list[Member]]:

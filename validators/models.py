@@ -1,4 +1,4 @@
-"""Validators and the history of every active set.
+"""The history of every active set (who a validator is lives in consensus.Validator).
 
 The history is a table of memberships: validator V was in the set of chain C with power P at
 position I for heights [from, to). An open upper bound means "still in the set". A PostgreSQL
@@ -14,38 +14,6 @@ from django.contrib.postgres.indexes import GistIndex
 from django.db import models
 
 
-class Validator(models.Model):
-    """A validator of one chain, identified by its consensus address (uppercase hex)."""
-
-    id = models.AutoField(primary_key=True)  # 4 bytes in every vote row
-    chain = models.ForeignKey("consensus.Chain", on_delete=models.CASCADE, related_name="validators")
-    address = models.CharField(max_length=40, help_text="Consensus address, uppercase hex (20 bytes).")
-    pub_key_type = models.CharField(max_length=64, blank=True)
-    pub_key = models.CharField(max_length=128, blank=True, help_text="Base64, as /validators reports it.")
-    moniker = models.CharField(max_length=128, blank=True)
-    operator_address = models.CharField(max_length=128, blank=True)
-    first_seen_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        ordering = ["chain", "address"]
-        constraints = [
-            models.UniqueConstraint(fields=["chain", "address"], name="validator_natural_key"),
-        ]
-
-    def __str__(self) -> str:
-        return self.moniker or self.address
-
-    def get_absolute_url(self) -> str:
-        from django.urls import reverse
-
-        return reverse("analysis:validator", args=[self.chain.name, self.address])
-
-    @property
-    def short(self) -> str:
-        return self.moniker or f"{self.address[:12]}…"
-
-
 class SetMembership(models.Model):
     """Validator V in the active set of its chain for heights [lower, upper), power and position fixed.
 
@@ -56,7 +24,9 @@ class SetMembership(models.Model):
 
     chain = models.ForeignKey("consensus.Chain", on_delete=models.CASCADE, related_name="+")
     # No separate index: the exclusion constraint's GiST index (validator, heights) serves it.
-    validator = models.ForeignKey(Validator, on_delete=models.CASCADE, related_name="memberships", db_index=False)
+    validator = models.ForeignKey(
+        "consensus.Validator", on_delete=models.CASCADE, related_name="memberships", db_index=False
+    )
     heights = BigIntegerRangeField(help_text="[first height, first height after) ; open upper = current.")
     voting_power = models.BigIntegerField()
     position = models.IntegerField(help_text="Index in /validators order (the votes' validator_index).")

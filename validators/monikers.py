@@ -12,12 +12,12 @@ import logging
 
 from common import http
 from consensus import protocol as p
-from consensus.models import Chain
+from consensus.models import Chain, Validator
+from consensus.protocol.keys import COMETBFT_ED25519, address_of
 from consensus.protocol.rest import ED25519, decode_staking_validators
 from consensus.rpc import max_reply_bytes
 
-from .indexer import IndexerError, address_of
-from .models import Validator
+from .indexer import IndexerError
 
 log = logging.getLogger("ctop.indexer")
 
@@ -53,7 +53,7 @@ def refresh_monikers(chain: Chain, *, timeout: float = 10.0, max_pages: int = 50
         for v in page.validators:
             if v.pubkey_type != ED25519:
                 continue
-            address = address_of("tendermint/PubKeyEd25519", v.pubkey)
+            address = address_of(COMETBFT_ED25519, v.pubkey)
             if address in known:
                 found[address] = (v.moniker, v.operator_address)
         key = page.next_key

@@ -19,6 +19,18 @@ def active_set(chain_id: int, height: int) -> QuerySet[SetMembership]:
     )
 
 
+def memberships_between(chain_id: int, lo: int, hi: int) -> list[tuple[int, int | None, int, int, int]]:
+    """Every membership in force at some height of lo..hi, in position order, as (first height,
+    first height after it or None, validator id, voting power, position): one GiST range scan,
+    for judging a run of heights at once."""
+    rows = (
+        SetMembership.objects.filter(chain_id=chain_id, heights__overlap=NumericRange(lo, hi, "[]"))
+        .order_by("position")
+        .values_list("heights", "validator_id", "voting_power", "position")
+    )
+    return [(r.lower, r.upper, vid, power, position) for r, vid, power, position in rows]
+
+
 def first_recorded_height(chain_id: int) -> int | None:
     """The first height whose active set is recorded (before it, nobody knows who was in the set)."""
     first = (

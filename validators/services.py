@@ -7,7 +7,10 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.db.backends.postgresql.psycopg_any import NumericRange
 
-from .models import SetMembership, Validator
+from consensus.identity import validator_ids
+from consensus.models import Validator
+
+from .models import SetMembership
 
 
 @dataclass(frozen=True)
@@ -35,19 +38,12 @@ class SetDiff:
         return f"+{self.joined} -{self.left} ~{self.changed}"
 
 
-def get_or_create_validators(chain_id: int, addresses: list[str]) -> dict[str, int]:
-    """Validator ids by address, creating the unknown ones (race-safe: ON CONFLICT DO NOTHING)."""
-    wanted = sorted(set(addresses))
-    Validator.objects.bulk_create([Validator(chain_id=chain_id, address=a) for a in wanted], ignore_conflicts=True)
-    return dict(Validator.objects.filter(chain_id=chain_id, address__in=wanted).values_list("address", "id"))
-
-
 @transaction.atomic
 def apply_set(chain_id: int, height: int, members: list[Member]) -> SetDiff:
     """Record that `members` is the active set from `height` on (the set currently open is the
     one it replaces). Unchanged validators write nothing; an identical set writes nothing at all.
     """
-    ids = get_or_create_validators(chain_id, [m.address for m in members])
+    ids = validator_ids(chain_id, [m.address for m in members])
     for m in members:
         if m.pub_key:
             Validator.objects.filter(id=ids[m.address], pub_key="").update(

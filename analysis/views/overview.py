@@ -3,16 +3,16 @@ from __future__ import annotations
 from collections import Counter
 
 from django.contrib.auth.decorators import login_required
-from django.db import connection
 from django.shortcuts import render
 from django.utils import timezone
 
 from common.text import redact_url
-from consensus.models import Chain, ChainStatus, DeadLetter, Gap, Step
-from validators.models import Validator
+from consensus.models import Chain, ChainStatus, DeadLetter, FeedState, Step, Validator
+from consensus.selectors import latest_heights, open_gap_counts
 
-from ..models import Alert, Severity
+from ..models import Severity
 from ..rules import stale_after
+from ..selectors import open_alert_counts
 
 
 def feed(status: ChainStatus | None, now) -> tuple[str, bool, str]:
@@ -25,7 +25,7 @@ def feed(status: ChainStatus | None, now) -> tuple[str, bool, str]:
     if age > stale_after(status):
         minutes = f"{int(age // 60)} min" if age >= 120 else f"{int(age)}s"
         return f"stale ({status.state} {minutes} ago)", False, endpoint
-    return status.state, status.state == "connected", endpoint
+    return status.state, status.state == FeedState.CONNECTED, endpoint
 
 
 @login_required
@@ -34,28 +34,17 @@ def overview(request):
     is connected to, open alerts by severity."""
     now = timezone.now()
     statuses = {s.chain_id: s for s in ChainStatus.objects.all()}
-    alerts: dict[int, Counter] = {}
-    for chain_id, severity in Alert.objects.filter(is_open=True).values_list("chain_id", "severity"):
-        alerts.setdefault(chain_id, Counter())[severity] += 1
-    open_gaps = Counter(Gap.objects.filter(backfilled_at__isnull=True).values_list("chain_id", flat=True))
-    # Every chain's newest round and its latest step in one round trip: a LATERAL walk back along
-    # each chain's (chain, height, round) index, so the page costs the same few queries for 2 or
-    # 200 chains.
-    latest: dict[int, tuple] = {}
-    with connection.cursor() as cur:
-        cur.execute(
-            "SELECT r.chain_id, r.height, r.round, r.started_at, r.proposer_id,"
-            " (SELECT max(step) FROM consensus_roundstep s WHERE s.chain_id = r.chain_id AND s.height = r.height"
-            "  AND s.round = r.round)"
-            " FROM consensus_chain c CROSS JOIN LATERAL (SELECT chain_id, height, round, started_at, proposer_id"
-            "  FROM consensus_round WHERE chain_id = c.id ORDER BY height DESC, round DESC LIMIT 1) r"
-        )
-        for chain_id, height, round_, started, proposer_id, step in cur.fetchall():
-            latest[chain_id] = (height, round_, started, proposer_id, step)
-    proposers = Validator.objects.in_bulk([row[3] for row in latest.values() if row[3]])
+    alerts = open_alert_counts()
+    open_gaps = open_gap_counts()
+    chains = list(Chain.objects.order_by("name"))
+    # Every chain's newest round and its furthest step, in one round trip whatever the number of chains.
+    latest = {chain_id: rounds[0] for chain_id, rounds in latest_heights([c.pk for c in chains]).items()}
+    proposers = Validator.objects.in_bulk([r.proposer_id for r in latest.values() if r.proposer_id])
     rows = []
-    for chain in Chain.objects.order_by("name"):
-        height, round_, started, proposer_id, step = latest.get(chain.pk, (None, None, None, None, None))
+    for chain in chains:
+        newest = latest.get(chain.pk)
+        height, round_ = (newest.height, newest.round) if newest else (None, None)
+        started, proposer_id, step = (newest.started_at, newest.proposer_id, newest.step) if newest else (None,) * 3
         counts = alerts.get(chain.pk, Counter())
         rows.append(
             {

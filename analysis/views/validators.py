@@ -7,10 +7,11 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 
-from validators.models import SetMembership, Validator
+from consensus.models import Validator
+from validators.models import SetMembership
 
 from ..models import Alert, HeightVerdict, ValidatorVerdict
-from ..snapshots import participation
+from ..pagedata import participation
 
 CHART_W, CHART_H, BUCKET = 600, 120, 100
 

@@ -8,9 +8,8 @@ import logging
 import psycopg
 from django.db import IntegrityError, connection, transaction
 
+from consensus.identity import MAX_VALIDATORS_PER_CHAIN, validator_ids
 from consensus.models import DeadLetter
-from consensus.protocol.fields import MAX_VALIDATORS
-from validators.models import Validator
 
 from .decode import Batch
 
@@ -56,16 +55,12 @@ def _copy_votes(cur, rows: list[tuple]) -> int:
     return cur.rowcount
 
 
-# Validators a chain may accumulate by address alone (twice CometBFT's cap on a set): past it, votes
-# from addresses nobody indexed are counted and logged, not stored, so an endpoint inventing
-# addresses cannot grow the validator table (and every vote under them) without end.
-MAX_VALIDATORS_PER_CHAIN = 2 * MAX_VALIDATORS
 _CACHE_LIMIT = 100_000  # (chain, address) -> id pairs kept in memory before starting afresh
 
 
 class ValidatorCache:
-    """(chain_id, address) -> validator id; unknown validators are created (hex address only) so no
-    vote is dropped for lack of a validator row. The indexer fills in the rest later."""
+    """(chain_id, address) -> validator id, remembered between batches; unknown validators are
+    created (consensus.identity) so no vote is dropped for lack of a validator row."""
 
     def __init__(self) -> None:
         self._ids: dict[tuple[int, str], int] = {}
@@ -81,28 +76,7 @@ class ValidatorCache:
             for chain_id, address in missing:
                 by_chain.setdefault(chain_id, set()).add(address)
             for chain_id, addresses in by_chain.items():
-                known = dict(
-                    Validator.objects.filter(chain_id=chain_id, address__in=addresses).values_list("address", "id")
-                )
-                new = sorted(addresses - set(known))
-                if new:
-                    room = MAX_VALIDATORS_PER_CHAIN - Validator.objects.filter(chain_id=chain_id).count()
-                    if room < len(new):
-                        log.error(
-                            "chain id %s: %d vote address(es) nobody indexed, and the chain has %d validators "
-                            "already: not stored (an endpoint inventing validators?)",
-                            chain_id,
-                            len(new) - max(room, 0),
-                            MAX_VALIDATORS_PER_CHAIN - room,
-                        )
-                        new = new[: max(room, 0)]
-                    Validator.objects.bulk_create(
-                        [Validator(chain_id=chain_id, address=a) for a in new], ignore_conflicts=True
-                    )
-                    known.update(
-                        Validator.objects.filter(chain_id=chain_id, address__in=new).values_list("address", "id")
-                    )
-                for address, vid in known.items():
+                for address, vid in validator_ids(chain_id, addresses, cap=MAX_VALIDATORS_PER_CHAIN).items():
                     self._ids[(chain_id, address)] = vid
         return self._ids
 
@@ -112,9 +86,9 @@ class ValidatorCache:
 
 def persist(batch: Batch, validators: ValidatorCache) -> dict[str, int]:
     """Write everything in `batch` atomically. Returns rows inserted per table (new rows only)."""
-    wanted = {(row[0], row[4]) for row in batch.votes}
-    wanted |= {(k[0], v[1]) for k, v in batch.rounds.items() if v[1]}
-    wanted |= {(k[0], v[2]) for k, v in batch.commit_sigs.items() if v[2]}
+    wanted = {(v.chain_id, v.address) for v in batch.votes}
+    wanted |= {(k[0], r.proposer_address) for k, r in batch.rounds.items() if r.proposer_address}
+    wanted |= {(k[0], s.address) for k, s in batch.commit_sigs.items() if s.address}
     counts: dict[str, int] = {}
     with transaction.atomic():
         ids = validators.resolve(wanted) if wanted else {}
@@ -129,8 +103,16 @@ def persist(batch: Batch, validators: ValidatorCache) -> dict[str, int]:
                 counts["votes"] = _copy_votes(cur, rows) if rows else 0
             if batch.rounds:
                 rows = [
-                    (c, h, r, v[0], ids.get((c, v[1])) if v[1] else None, v[2], v[3])
-                    for (c, h, r), v in batch.rounds.items()
+                    (
+                        c,
+                        h,
+                        r,
+                        row.started_at,
+                        ids.get((c, row.proposer_address)) if row.proposer_address else None,
+                        row.proposer_index,
+                        row.block_hash,
+                    )
+                    for (c, h, r), row in batch.rounds.items()
                 ]
                 cur.executemany(
                     "INSERT INTO consensus_round (chain_id, height, round, started_at, proposer_id, proposer_index,"
@@ -155,8 +137,8 @@ def persist(batch: Batch, validators: ValidatorCache) -> dict[str, int]:
                     "INSERT INTO consensus_commitsignature (chain_id, height, validator_index, round, flag,"
                     " validator_id, timestamp) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
                     [
-                        (c, h, i, r, flag, ids.get((c, addr)) if addr else None, ts)
-                        for (c, h, i), (r, flag, addr, ts) in batch.commit_sigs.items()
+                        (c, h, i, s.round, s.flag, ids.get((c, s.address)) if s.address else None, s.timestamp)
+                        for (c, h, i), s in batch.commit_sigs.items()
                     ],
                 )
                 counts["commit_signatures"] = len(batch.commit_sigs)
@@ -180,7 +162,7 @@ def persist(batch: Batch, validators: ValidatorCache) -> dict[str, int]:
                     "  WHEN consensus_chainstatus.state = EXCLUDED.state THEN consensus_chainstatus.since"
                     "  ELSE EXCLUDED.since END"
                     " WHERE consensus_chainstatus.updated_at <= EXCLUDED.updated_at",
-                    [(c, *v[:6], v[6], v[4], v[6]) for c, v in batch.statuses.items()],
+                    [(c, *s[:6], s.since, s.updated_at, s.since) for c, s in batch.statuses.items()],
                 )
             if batch.dead:
                 DeadLetter.objects.bulk_create(

@@ -16,15 +16,10 @@ from django.db import DatabaseError, InterfaceError, OperationalError, close_old
 
 from analysis.notify import Notifier, send_due
 from analysis.runner import MissingVoteAnalyzer
+from common.cli import CtopCommand, parse_duration
+from common.commands import require_database, stop_on_signals, wait_for_database
 from common.text import first_line
-from ctop_project.cli import CtopCommand, parse_duration
-from ctop_project.commands import (
-    chain_watch,
-    require_database,
-    stop_on_signals,
-    wait_for_chains,
-    wait_for_database,
-)
+from consensus.networks import chain_watch, wait_for_chains
 
 log = logging.getLogger("ctop.analyzer")
 

@@ -9,10 +9,10 @@ import redis
 from django.conf import settings
 
 from analysis.status import as_dict, collect
+from common.cli import CtopCommand
+from common.commands import require_database
 from common.text import one_line, redact_url
 from consensus.streams import connect
-from ctop_project.cli import CtopCommand
-from ctop_project.commands import require_database
 
 
 def _n(value) -> str:

@@ -18,8 +18,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.core.management.base import CommandError
 
-from ctop_project.cli import CtopCommand
-from ctop_project.commands import require_database
+from common.cli import CtopCommand
+from common.commands import require_database
 
 
 def _permission() -> Permission:

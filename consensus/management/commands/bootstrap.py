@@ -16,9 +16,9 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from psycopg import sql
 
+from common.cli import CtopCommand
 from common.text import first_line
 from consensus.networks import NetworksError, ensure_chains, parse_networks
-from ctop_project.cli import CtopCommand
 
 
 def ensure_database() -> bool:

@@ -9,9 +9,9 @@ import time
 
 from django.core.management.base import CommandError
 
+from common.cli import CtopCommand, parse_duration_or_zero
 from consensus.simulator import build_network
 from consensus.simulator.scenario import load
-from ctop_project.cli import CtopCommand, parse_duration_or_zero
 
 
 def parse_powers(text: str) -> int | list[int]:

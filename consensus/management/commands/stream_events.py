@@ -11,12 +11,13 @@ import threading
 from django.conf import settings
 from django.core.management.base import CommandError
 
+from common.cli import CtopCommand, parse_duration
+from common.commands import stop_on_signals, wait_for_database
 from consensus.ingest import LivePublisher, StreamConsumer, default_consumer_name
 from consensus.ingest.consumer import Stats
 from consensus.ingest.workers import supervise
+from consensus.networks import chain_watch, wait_for_chains
 from consensus.streams import connect
-from ctop_project.cli import CtopCommand, parse_duration
-from ctop_project.commands import chain_watch, stop_on_signals, wait_for_chains, wait_for_database
 
 log = logging.getLogger("ctop.stream")
 

@@ -12,12 +12,13 @@ from django.conf import settings
 from django.core.management.base import CommandError
 from django.db import close_old_connections
 
+from common.cli import CtopCommand, parse_duration
+from common.commands import stop_on_signals, wait_for_database
 from common.text import one_line, redact_url
 from consensus.models import Chain
+from consensus.networks import chain_watch, wait_for_chains
 from consensus.streams import connect
 from consensus.subscriber import ChainTarget, Options, SubscribeRunner
-from ctop_project.cli import CtopCommand, parse_duration
-from ctop_project.commands import chain_watch, stop_on_signals, wait_for_chains, wait_for_database
 
 log = logging.getLogger("ctop.subscriber")
 

@@ -11,8 +11,9 @@ import threading
 
 from django.core.management.base import CommandError
 
-from ctop_project.cli import CtopCommand, parse_duration
-from ctop_project.commands import chain_watch, require_database, stop_on_signals, wait_for_chains, wait_for_database
+from common.cli import CtopCommand, parse_duration
+from common.commands import require_database, stop_on_signals, wait_for_database
+from consensus.networks import chain_watch, wait_for_chains
 from validators.runner import IndexerRunner
 
 

@@ -22,21 +22,41 @@ log = logging.getLogger("ctop")
 REPEAT_WINDOW = 1.0
 
 
+class StopSignals:
+    """Tells a stop signal apart: the first, the same stop delivered again (within REPEAT_WINDOW),
+    or a second stop (an operator insisting)."""
+
+    FIRST, REPEAT, SECOND = "first", "repeat", "second"
+
+    def __init__(self) -> None:
+        self._first: float | None = None
+
+    @property
+    def stopping(self) -> bool:
+        return self._first is not None
+
+    def arrived(self) -> str:
+        now = time.monotonic()
+        if self._first is None:
+            self._first = now
+            return self.FIRST
+        return self.REPEAT if now - self._first <= REPEAT_WINDOW else self.SECOND
+
+
 def stop_on_signals(stop: threading.Event | Callable[[], None]) -> None:
     """SIGTERM and SIGINT finish the unit of work at hand and exit; a second signal (more than
     REPEAT_WINDOW seconds after the first) exits at once, with status 1, finishing nothing."""
-    first: list[float] = []
+    signals = StopSignals()
 
     def handler(signum, frame):
-        now = time.monotonic()
         name = signal.Signals(signum).name
-        if first:
-            if now - first[0] > REPEAT_WINDOW:
-                log.warning("second %s: exiting now, without finishing", name)
-                logging.shutdown()
-                os._exit(1)
+        seen = signals.arrived()
+        if seen == StopSignals.SECOND:
+            log.warning("second %s: exiting now, without finishing", name)
+            logging.shutdown()
+            os._exit(1)
+        if seen == StopSignals.REPEAT:
             return
-        first.append(now)
         log.info("received %s; finishing and exiting", name)
         stop.set() if isinstance(stop, threading.Event) else stop()
 
@@ -92,26 +112,3 @@ def wait_for_database(stop: threading.Event, *, every: float = 2.0) -> bool:
             said = time.monotonic()
         stop.wait(every)
     return False
-
-
-def chain_watch(networks: str, *, with_urls: bool = False):
-    """A ChainWatch (see consensus.networks), or exit status 2 for a --networks list that can never
-    become valid (bad syntax, a bad name, a bad URL)."""
-    from django.core.management.base import CommandError
-
-    from consensus.networks import ChainWatch, NetworksError
-
-    try:
-        return ChainWatch(networks, with_urls=with_urls)
-    except NetworksError as exc:
-        raise CommandError(str(exc), returncode=2) from None
-
-
-def wait_for_chains(watch, stop: threading.Event, *, every: float = 5.0) -> list:
-    """The watch's chains, waiting (and saying so once) while there are none. [] if stopped first."""
-    while not stop.is_set():
-        chains = watch.current()
-        if chains:
-            return chains
-        stop.wait(every)
-    return []

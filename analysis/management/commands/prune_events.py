@@ -5,14 +5,16 @@ from __future__ import annotations
 from django.core.management.base import CommandError
 from django.utils import timezone
 
+from analysis.retention import prune_verdicts
+from common.cli import CtopCommand, parse_duration
+from common.commands import require_database
 from consensus.models import Chain
+from consensus.networks import chain_watch
 from consensus.retention import prune
-from ctop_project.cli import CtopCommand, parse_duration
-from ctop_project.commands import chain_watch, require_database
 
 
 class Command(CtopCommand):
-    help = "Delete consensus events older than a duration, in small batches (no long locks)."
+    help = "Delete consensus events (and, when asked, verdicts) older than a duration, in small batches."
 
     def add_arguments(self, parser) -> None:
         parser.add_argument(
@@ -25,6 +27,12 @@ class Command(CtopCommand):
             "--networks", default="", help="Comma-separated chain names to prune (default: every chain)."
         )
         parser.add_argument("--batch-size", type=int, default=10_000, help="Rows per DELETE (default 10000).")
+        parser.add_argument(
+            "--verdicts-older-than",
+            type=parse_duration,
+            default=None,
+            help="Also delete verdicts of heights judged longer ago than this, e.g. 365d (default: keep them).",
+        )
         parser.add_argument("--dry-run", action="store_true", help="Count what would go; delete nothing.")
 
     def handle(self, *args, **opts) -> None:
@@ -39,7 +47,16 @@ class Command(CtopCommand):
                 raise CommandError(f"unknown network(s): {', '.join(unknown)}", returncode=2)
             chains = chains.filter(name__in=names)
         cutoff = timezone.now() - opts["older_than"]
-        report = prune(cutoff=cutoff, chains=list(chains), batch_size=opts["batch_size"], dry_run=opts["dry_run"])
+        chains = list(chains)
+        report = prune(cutoff=cutoff, chains=chains, batch_size=opts["batch_size"], dry_run=opts["dry_run"])
+        if opts["verdicts_older_than"] is not None:
+            prune_verdicts(
+                report,
+                cutoff=timezone.now() - opts["verdicts_older_than"],
+                chains=chains,
+                batch_size=opts["batch_size"],
+                dry_run=opts["dry_run"],
+            )
         verb = "would delete" if opts["dry_run"] else "deleted"
         for name, height in report.cut_heights.items():
             self.stdout.write(f"{name}: events below height {height} are older than {cutoff:%Y-%m-%d %H:%M:%S%z}")
