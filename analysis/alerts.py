@@ -25,7 +25,7 @@ def evaluate(
     """observer_since: when the analyzer started (blindness before it is not paged at once)."""
     settings = settings or AlertSettings.for_chain(chain)
     state = state or load_states([chain])[chain.pk]
-    stored = state.rounds[0][0] if state.rounds else None
+    stored = state.rounds[0].height if state.rounds else None
     w = rules.watch(chain, state.status, now, stored)
     findings, clears = [], []
     for found, cleared in (

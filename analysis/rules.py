@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from django.db import connection
 
 from common.text import one_line
-from consensus.models import Chain, ChainStatus, Vote, VoteType
+from consensus.models import Chain, ChainStatus, FeedState, Vote, VoteType
 from validators.selectors import latest_known_set
 
 from .lifecycle import Clear, Finding, OpenAlerts
@@ -52,7 +52,7 @@ def watch(chain: Chain, status: ChainStatus | None, now: datetime, stored_height
             status.updated_at + timedelta(seconds=status.interval or 10.0),
             f"the subscriber's last report is {int(age)}s old (is subscribe_events running?)",
         )
-    if status.state != "connected":
+    if status.state != FeedState.CONNECTED:
         return Watch(False, status.since or status.updated_at, f"the subscriber reports {status.state}", status.reason)
     if status.height is not None and stored_height is not None and status.height > stored_height + 2:
         # The subscriber has seen heights that are not stored yet (stream_events behind, or a
@@ -88,8 +88,8 @@ def monitoring(
 def stalled(chain: Chain, settings: AlertSettings, now: datetime, rounds: LatestRounds, w: Watch) -> Result:
     if not rounds or not w.watching or w.since is None:
         return [], []  # unknown while ctop is not watching: the monitoring gap says so
-    height = rounds[0][0]
-    started = max(rounds[-1][2], w.since)  # the height began with its first round; ctop watched since
+    height = rounds[0].height
+    started = max(rounds[-1].started_at, w.since)  # the height began with its first round; ctop watched since
     age = (now - started).total_seconds()
     if age > settings.stall_after_seconds:
         return [
@@ -112,7 +112,7 @@ def live_halt_risk(
     than `halt_after_seconds` of watched time. Returns (height, round, summary) or None."""
     if not latest or not w.watching or w.since is None:
         return None
-    height, round_, started = latest[0]
+    height, round_, started = latest[0].height, latest[0].round, latest[0].started_at
     waited = (now - max(started, w.since)).total_seconds()
     if waited <= settings.halt_after_seconds:
         return None

@@ -13,16 +13,16 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
 import redis
-from django.db import connection
 from django.db.models import Count
 from django.utils import timezone
 
 from common.text import one_line
-from consensus.models import Chain, ChainStatus, DeadLetter, Gap
-from consensus.streams import GROUP, decode_last_height, last_height_key, stream_key
+from consensus.models import Chain, ChainStatus, DeadLetter, FeedState
+from consensus.selectors import latest_heights, open_gap_counts
+from consensus.streams import decode_last_height, group_info, last_height_key, stream_key
 
-from .models import Alert, Severity
 from .rules import stale_after
+from .selectors import latest_verdicts, open_alert_counts
 
 
 @dataclass
@@ -50,16 +50,11 @@ class ChainHealth:
 
 def _stream(client: redis.Redis, chain: str) -> tuple[int | None, int | None, int | None]:
     key = stream_key(chain)
-    try:
-        length = client.xlen(key)
-        infos = client.xinfo_groups(key)
-        groups = {g["name"].decode() if isinstance(g["name"], bytes) else g["name"]: g for g in infos}
-    except redis.ResponseError:
-        return 0, None, None  # no stream yet
-    group = groups.get(GROUP)
+    length = client.xlen(key)  # 0 for no stream yet
+    group = group_info(client, key)
     if group is None:
         return length, None, None
-    return length, group.get("lag"), group.get("pending")
+    return length, group.unread, group.pending
 
 
 def collect(
@@ -67,30 +62,19 @@ def collect(
 ) -> list[ChainHealth]:
     now = now or timezone.now()
     statuses = {s.chain_id: s for s in ChainStatus.objects.all()}
-    # Latest stored round and latest verdict per chain: LATERAL walks back along each chain's
-    # natural-key index (one row each), never a scan of the event tables.
-    stored: dict[int, int] = {}
-    analysed: dict[int, tuple[int, datetime]] = {}
-    with connection.cursor() as cur:
-        cur.execute(
-            "SELECT c.id, r.height, v.height, v.judged_at FROM consensus_chain c"
-            " LEFT JOIN LATERAL (SELECT height FROM consensus_round WHERE chain_id = c.id"
-            "  ORDER BY height DESC LIMIT 1) r ON true"
-            " LEFT JOIN LATERAL (SELECT height, judged_at FROM analysis_heightverdict WHERE chain_id = c.id"
-            "  ORDER BY height DESC LIMIT 1) v ON true"
-        )
-        for chain_id, round_height, verdict_height, judged_at in cur.fetchall():
-            if round_height is not None:
-                stored[chain_id] = round_height
-            if verdict_height is not None:
-                analysed[chain_id] = (verdict_height, judged_at)
+    chains = list(Chain.objects.order_by("name"))
+    ids = [c.pk for c in chains]
+    # Index walks per chain (one round trip each), never a scan of the event tables.
+    stored = {chain_id: rounds[0].height for chain_id, rounds in latest_heights(ids).items()}
+    analysed = latest_verdicts(ids)
     dead = dict(DeadLetter.objects.values("chain_id").annotate(n=Count("id")).values_list("chain_id", "n"))
-    gaps = Counter(Gap.objects.filter(backfilled_at__isnull=True).values_list("chain_id", flat=True))
-    alerts: dict[int, Counter] = {}
-    for chain_id, severity in Alert.objects.filter(is_open=True).values_list("chain_id", "severity"):
-        alerts.setdefault(chain_id, Counter())[Severity(severity).label] += 1
+    gaps = open_gap_counts()
+    alerts = {
+        chain_id: Counter({severity.label: n for severity, n in counts.items()})
+        for chain_id, counts in open_alert_counts().items()
+    }
     out = []
-    for chain in Chain.objects.order_by("name"):
+    for chain in chains:
         status = statuses.get(chain.pk)
         seen = length = unread = pending = None
         redis_error = ""
@@ -125,7 +109,7 @@ def collect(
             elif h.reported_age is not None and h.reported_age > stale_after(status):
                 h.state = f"stale ({int(h.reported_age)}s)"
                 h.problems.append(f"the subscriber's last report is {int(h.reported_age)}s old: {status.state} then")
-            elif h.state != "connected":
+            elif h.state != FeedState.CONNECTED:
                 reason = f" ({one_line(status.reason, 80)})" if status.reason else ""
                 h.problems.append(f"subscriber {h.state}{reason}")
             if h.seen is not None and (h.stored or 0) < h.seen - lag_heights:

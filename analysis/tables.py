@@ -17,7 +17,7 @@ from django.utils.safestring import SafeString, mark_safe
 
 from consensus.models import Chain
 
-from .snapshots import GridRow, HeightRound, Mark, Row
+from .pagedata import GridRow, HeightRound, Mark, Row
 
 
 def _validator_base(chain: Chain) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import redis
 from django.conf import settings
 from redis.backoff import ExponentialWithJitterBackoff
@@ -47,3 +49,30 @@ def connect(url: str | None = None, **kw) -> redis.Redis:
     kw.setdefault("health_check_interval", 30)
     kw.setdefault("retry", Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), 1))
     return redis.Redis.from_url(url or settings.REDIS_URL, **kw)
+
+
+@dataclass(frozen=True)
+class GroupInfo:
+    """ctop's consumer group on one chain's stream, as Redis reports it."""
+
+    unread: int | None  # entries not yet delivered to the group (None: Redis cannot tell)
+    pending: int  # delivered, not yet acknowledged
+    last_delivered: bytes | str | None
+
+
+def group_info(client: redis.Redis, key: str) -> GroupInfo | None:
+    """The group's view of the stream at `key`; None when the stream or the group does not exist
+    yet. Other Redis errors propagate."""
+    try:
+        groups = client.xinfo_groups(key)
+    except redis.ResponseError:
+        return None  # no stream yet
+    for g in groups:
+        if g.get("name") in (GROUP, GROUP.encode()):
+            lag = g.get("lag")
+            return GroupInfo(
+                unread=int(lag) if lag is not None else None,
+                pending=int(g.get("pending") or 0),
+                last_delivered=g.get("last-delivered-id"),
+            )
+    return None

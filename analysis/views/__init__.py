@@ -1,5 +1,5 @@
 """The team's pages: server-rendered, login required, each read through indexed queries
-(see analysis.snapshots). One module per page family."""
+(see analysis.pagedata). One module per page family."""
 
 from .alerts import alert_detail, alert_list, alert_resolve
 from .chains import chain_live, chain_live_fragment, height_detail, heights_grid

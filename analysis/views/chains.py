@@ -12,7 +12,7 @@ from consensus.ingest.publish import group_name
 from consensus.models import Chain
 from consensus.protocol.fields import INT64_MAX
 
-from .. import snapshots, tables
+from .. import pagedata, tables
 from ..models import HeightVerdict
 
 SORTS = {
@@ -38,7 +38,7 @@ def _int(value: str | None, name: str) -> int | None:
 def _live_context(request: HttpRequest, chain: Chain) -> dict:
     height = _int(request.GET.get("height"), "height")
     round_ = _int(request.GET.get("round"), "round")
-    snap = snapshots.round_snapshot(chain, height, round_)
+    snap = pagedata.round_snapshot(chain, height, round_)
     sort = request.GET.get("sort", "power")
     missing_only = request.GET.get("missing") == "1"
     rows = []
@@ -58,7 +58,7 @@ def _live_context(request: HttpRequest, chain: Chain) -> dict:
         # Following the newest round only makes sense when no height or round was asked for.
         "following": height is None and round_ is None,
         "now": now,
-        "two_thirds": snapshots.TWO_THIRDS,
+        "two_thirds": pagedata.TWO_THIRDS,
     }
 
 
@@ -82,7 +82,7 @@ def heights_grid(request: HttpRequest, name: str) -> HttpResponse:
     chain = get_object_or_404(Chain, name=name)
     count = min(_int(request.GET.get("count"), "count") or 100, 500)
     until = _int(request.GET.get("until"), "until")
-    columns, rows = snapshots.heights_grid(chain, count, until)
+    columns, rows = pagedata.heights_grid(chain, count, until)
     if request.GET.get("missing") == "1":
         rows = [r for r in rows if r.missed]
     return render(
@@ -105,7 +105,7 @@ def height_detail(request: HttpRequest, name: str, height: int) -> HttpResponse:
     if height > INT64_MAX:
         raise Http404("height is out of range")
     chain = get_object_or_404(Chain, name=name)
-    rounds = snapshots.height_detail(chain, height)
+    rounds = pagedata.height_detail(chain, height)
     for r in rounds:
         r.rows_html = tables.height_rows(chain, r)
     verdict = HeightVerdict.objects.filter(chain=chain, height=height).first()

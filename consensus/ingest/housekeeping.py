@@ -8,7 +8,7 @@ import time
 
 import redis
 
-from consensus.streams import GROUP
+from consensus.streams import GROUP, group_info
 
 from .decode import DeadRow
 
@@ -18,16 +18,10 @@ log = logging.getLogger("ctop.stream")
 def trim_acknowledged(client: redis.Redis, key: str) -> None:
     """Drop the entries every consumer has acknowledged (the group's only consumers are ctop's): the
     stream then holds the backlog, not days of history up to MAXLEN."""
-    try:
-        groups = {
-            (g["name"].decode() if isinstance(g["name"], bytes) else g["name"]): g for g in client.xinfo_groups(key)
-        }
-    except redis.ResponseError:
-        return  # no stream yet
-    group = groups.get(GROUP)
+    group = group_info(client, key)
     if group is None:
-        return
-    keep_from = group.get("last-delivered-id")
+        return  # no stream or no group yet
+    keep_from = group.last_delivered
     summary = client.xpending(key, GROUP)
     if summary and summary.get("pending"):
         keep_from = summary["min"]  # the oldest entry someone still holds

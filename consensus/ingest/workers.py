@@ -23,7 +23,8 @@ from collections.abc import Callable
 
 from django.db import connections
 
-from ctop_project.commands import REPEAT_WINDOW
+from common.backoff import exponential
+from common.commands import StopSignals
 
 log = logging.getLogger("ctop.stream")
 
@@ -49,19 +50,19 @@ def supervise(n: int, work: Callable[[int], int], *, backoff_max: float = 30.0) 
         procs[i] = p
         log.info("stream worker %d started: pid %d", i, p.pid)  # which process to look at (or kill)
 
-    first: list[float] = []  # when the stop signal came: stopping from then on
+    signals = StopSignals()  # stopping from the first on
 
     def forward(signum, frame) -> None:
-        if first:
-            if time.monotonic() - first[0] <= REPEAT_WINDOW:
-                return  # the same stop delivered twice (see ctop_project.commands)
+        seen = signals.arrived()
+        if seen == StopSignals.REPEAT:
+            return  # the same stop delivered twice (see common.commands)
+        if seen == StopSignals.SECOND:
             log.warning("second signal: stopping the workers now")
             for p in procs.values():
                 if p.pid:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(p.pid, signal.SIGKILL)
             return
-        first.append(time.monotonic())
         log.info("received %s; each worker finishes its batch and exits", signal.Signals(signum).name)
         for p in procs.values():
             if p.pid:
@@ -81,15 +82,15 @@ def supervise(n: int, work: Callable[[int], int], *, backoff_max: float = 30.0) 
             del procs[i]
             if p.exitcode == 0:
                 continue
-            if first:
+            if signals.stopping:
                 status = 1
                 continue
             restarts[i] = restarts.get(i, 0) + 1
-            delay = min(backoff_max, 0.5 * 2 ** min(restarts[i] - 1, 10))
+            delay = exponential(restarts[i], base=0.5, cap=backoff_max, jitter=False)
             log.error("stream worker %d exited with status %s; restarting it in %.1fs", i, p.exitcode, delay)
             restart_at[i] = time.monotonic() + delay
         for i, when in list(restart_at.items()):
-            if first:
+            if signals.stopping:
                 restart_at.clear()
             elif time.monotonic() >= when:
                 del restart_at[i]

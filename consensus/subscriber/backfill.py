@@ -5,15 +5,15 @@ same at-least-once way."""
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from collections import deque
 
+from common.backoff import Backoff
 from common.text import redact_url
 from consensus import protocol as p
-from consensus.protocol.stream import KIND_COMMIT, KIND_GAP, StreamEntry
+from consensus.protocol.stream import KIND_COMMIT, KIND_GAP, GapReport, StreamEntry
 from consensus.rpc import EndpointError, RPCClient
 
 from .health import HealthChecker
@@ -75,14 +75,12 @@ class Backfiller(threading.Thread):
             if self.stop.is_set() or not done:
                 continue
             self.pending.popleft()
-            doc = {"from": start, "to": end, "reason": reason, "backfilled": True, "backfilled_from": first}
-            self.writer.put(
-                StreamEntry(KIND_GAP, self.chain, time.time_ns(), json.dumps(doc).encode()), None, self.stop
-            )
+            report = GapReport(start, end, reason, backfilled=True, backfilled_from=first)
+            self.writer.put(StreamEntry(KIND_GAP, self.chain, time.time_ns(), report.encode()), None, self.stop)
 
     def _fill(self, height: int, clients: dict[str, RPCClient]) -> bool:
         """Fetch the canonical commit of `height`; wait (or retry with backoff) until some endpoint has it."""
-        delay, attempts = 0.5, 0
+        retry, attempts = Backoff(0.5, 10.0, jitter=False), 0
         while not self.stop.is_set():
             candidates = [
                 s
@@ -114,7 +112,5 @@ class Backfiller(threading.Thread):
             # A height near the tip is committed within a block or so: ask often for the first
             # seconds, then less and less often (a node that pruned the height never answers).
             attempts += 1
-            self.stop.wait(0.25 if attempts <= 40 else delay)
-            if attempts > 40:
-                delay = min(delay * 2, 10.0)
+            self.stop.wait(0.25 if attempts <= 40 else retry.next())
         return False

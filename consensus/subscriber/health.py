@@ -12,10 +12,10 @@ one once the penalty is over and it answers again).
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 
+from common.backoff import exponential
 from consensus import protocol as p
 from consensus.endpoints import EndpointState, mark_implausible
 from consensus.plausible import HeightReference, Window
@@ -128,7 +128,7 @@ class HealthChecker:
         with self.lock:
             state = next(s for s in self.states if s.url == url)
             state.failures += 1
-            seconds = random.uniform(0.5, 1.0) * min(self.penalty_max, self.penalty_base * 2 ** min(state.failures, 16))
+            seconds = exponential(state.failures + 1, base=self.penalty_base, cap=self.penalty_max)
             state.penalty_until = time.monotonic() + seconds
             state.penalty_reason = f"websocket failed ({reason})"
         self._wakes[url].set()

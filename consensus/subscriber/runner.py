@@ -13,10 +13,11 @@ from dataclasses import dataclass
 import redis
 
 from common.text import one_line
-from consensus.streams import GROUP, decode_last_height, last_height_key, stream_key
+from consensus.streams import decode_last_height, group_info, last_height_key, stream_key
 
 from .backfill import Backfiller
-from .worker import ChainWorker, Options
+from .options import Options
+from .worker import ChainWorker
 from .writer import StreamWriter
 
 log = logging.getLogger("ctop.subscriber")
@@ -190,15 +191,10 @@ class SubscribeRunner:
         key = stream_key(chain)
         try:
             length = self.client.xlen(key)
-            unread = length
-            for group in self.client.xinfo_groups(key) if length else []:
-                if group.get("name") in (GROUP, GROUP.encode()):
-                    lag = group.get("lag")
-                    unread = int(lag) if lag is not None else length
-        except redis.ResponseError:
-            return  # no stream yet
+            group = group_info(self.client, key) if length else None
         except redis.RedisError:
             return  # the writer reports Redis trouble
+        unread = group.unread if group is not None and group.unread is not None else length
         if unread > 0.8 * self.maxlen:
             log.error(
                 "chain=%s stream %s holds %d unread entries, %.0f%% of its bound %d: stream_events is not keeping "

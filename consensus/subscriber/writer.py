@@ -9,7 +9,6 @@ counts as delivered only once Redis has accepted it.
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections import deque
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field
 
 import redis
 
+from common.backoff import Backoff
 from consensus.protocol.stream import StreamEntry
 from consensus.streams import encode_last_height, last_height_key, stream_key
 
@@ -98,7 +98,7 @@ class StreamWriter(threading.Thread):
         return len(self._buffer)
 
     def run(self) -> None:
-        backoff = 0.1
+        retry = Backoff(0.1, 5.0)  # while Redis is away
         while True:
             with self._cond:
                 if not self._buffer:
@@ -114,14 +114,14 @@ class StreamWriter(threading.Thread):
                 if self.redis_ok:
                     log.error("redis unavailable (%s); holding %d entries in memory and retrying", exc, self.buffered)
                 self.redis_ok = False
-                if self._closing and backoff > 2:
+                if self._closing and retry.ceiling > 2:
                     return  # shutting down with Redis away: the caller reports what is left
-                time.sleep(backoff * (0.5 + random.random() / 2))
-                backoff = min(backoff * 2, 5.0)
+                time.sleep(retry.next())
                 continue
             if not self.redis_ok:
                 log.warning("redis is back; delivering %d buffered entries", self.buffered)
-            self.redis_ok, backoff = True, 0.1
+            self.redis_ok = True
+            retry.reset()
             with self._cond:
                 for _ in batch:
                     entry = self._buffer.popleft()[0]

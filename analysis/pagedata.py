@@ -12,8 +12,8 @@ from datetime import datetime
 
 from django.db import connection
 
-from consensus.models import Chain, Round, RoundStep, Step, Vote, VoteType
-from validators.models import Validator
+from consensus.models import Chain, Round, RoundStep, Step, Validator, Vote, VoteType
+from consensus.selectors import latest_heights
 from validators.selectors import active_set, latest_known_set
 
 from .models import HeightVerdict, ValidatorVerdict
@@ -78,17 +78,13 @@ class RoundSnapshot:
     set_height: int | None = None  # the height whose recorded set is shown (the previous one if not indexed yet)
 
 
-def latest_round(chain: Chain) -> Round | None:
-    return Round.objects.filter(chain=chain).order_by("-height", "-round").select_related("proposer").first()
-
-
 def round_snapshot(chain: Chain, height: int | None = None, round_: int | None = None) -> RoundSnapshot | None:
     """One round of one height (default: the latest round ctop has seen), validator by validator."""
     if height is None:
-        latest = latest_round(chain)
-        if latest is None:
+        latest = latest_heights([chain.pk]).get(chain.pk)
+        if not latest:
             return None
-        height = latest.height
+        height = latest[0].height
     rounds = {r.round: r for r in Round.objects.filter(chain=chain, height=height).select_related("proposer")}
     if round_ is None:
         round_ = max(rounds) if rounds else 0
