@@ -18,7 +18,7 @@ from django.db import IntegrityError, transaction
 from common.text import one_line
 from consensus.models import Chain
 
-from .models import Alert
+from .models import Alert, NotificationEvent
 from .notify import enqueue
 
 # (kind, validator id or None) -> the open alert
@@ -90,7 +90,7 @@ def raise_or_update(
                     summary=summary,
                     details=details or {},
                 )
-                enqueue(alert, "opened")
+                enqueue(alert, NotificationEvent.OPENED)
                 if open_alerts is not None:
                     open_alerts[(kind, validator_id)] = alert
                 return alert
@@ -121,7 +121,7 @@ def resolve(
         details["resolution"] = one_line(note, 255)
     alert.details = details
     alert.save()
-    enqueue(alert, "resolved")
+    enqueue(alert, NotificationEvent.RESOLVED)
     return alert
 
 

@@ -27,7 +27,15 @@ from common import http
 from common.pool import KeyedPool
 from common.text import one_line
 
-from .models import Alert, ChannelKind, Notification, NotificationChannel, NotificationStatus, Severity
+from .models import (
+    Alert,
+    ChannelKind,
+    Notification,
+    NotificationChannel,
+    NotificationEvent,
+    NotificationStatus,
+    Severity,
+)
 
 log = logging.getLogger("ctop.notify")
 
@@ -82,7 +90,7 @@ def payload(alert: Alert, event: str) -> dict:
 
 def text(alert: Alert, event: str) -> str:
     """One line: `[ctop CRITICAL] chain: summary` (the summary is already one bounded line)."""
-    mark = "RESOLVED" if event == "resolved" else alert.get_severity_display().upper()
+    mark = "RESOLVED" if event == NotificationEvent.RESOLVED else alert.get_severity_display().upper()
     return one_line(f"[ctop {mark}] {alert.chain.name}: {alert.summary}", 400)
 
 
@@ -143,7 +151,7 @@ def _pagerduty(channel: NotificationChannel, alert: Alert, event: str) -> None:
         channel.target or PAGERDUTY_EVENTS,
         {
             "routing_key": channel.secret,
-            "event_action": "resolve" if event == "resolved" else "trigger",
+            "event_action": "resolve" if event == NotificationEvent.RESOLVED else "trigger",
             "dedup_key": f"ctop-{alert.pk}",  # trigger and resolve address the same incident
             "payload": {
                 "summary": text(alert, event)[:1024],

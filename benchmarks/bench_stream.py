@@ -79,9 +79,8 @@ def main() -> None:
 
     from consensus import protocol as p
     from consensus.ingest import StreamConsumer
-    from consensus.models import Chain, Vote
+    from consensus.models import Chain, Validator, Vote
     from consensus.streams import GROUP, connect, stream_key
-    from validators.models import Validator
 
     client = connect()
     client.flushdb()
@@ -249,10 +248,10 @@ def latency(chain_obj, client, seconds: float) -> tuple[float, float, int]:
     samples: list[float] = []
 
     class Timed(StreamConsumer):
-        def _account(self, entries, batch, counts, seconds):
+        def after_commit(self, work, counts, seconds):
             now = datetime.now(UTC)
-            samples.extend((now - row[8]).total_seconds() for row in batch.votes)
-            super()._account(entries, batch, counts, seconds)
+            samples.extend((now - row[8]).total_seconds() for row in work.batch.votes)
+            super().after_commit(work, counts, seconds)
 
     consumer = Timed([chain], client=client, consumer="lat", block_ms=5)
     consumer.ensure_groups()

@@ -11,8 +11,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import queue
-import random
 import socket
 import threading
 import time
@@ -24,10 +22,12 @@ import redis
 from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, close_old_connections, connection
 from django.db.utils import DataError
 
+from common.backoff import Backoff
 from common.text import first_line
 from consensus.models import Chain
-from consensus.streams import GROUP, stream_key
+from consensus.streams import GROUP, group_info, stream_key
 
+from .committer import Committer
 from .decode import Batch, dead_row, decode_into
 from .housekeeping import DeadLetterBudget, trim_acknowledged
 from .publish import LivePublisher
@@ -47,6 +47,18 @@ class ChainStats:
     rows: int = 0
     entries: int = 0
     dead_letters: int = 0
+
+
+@dataclass(frozen=True)
+class Work:
+    """Entries read from the streams, decoded: what store() persists and acknowledges as one."""
+
+    entries: list[tuple[str, list]]  # (stream key, [(entry id, fields)])
+    batch: Batch
+
+    @property
+    def size(self) -> int:
+        return sum(len(items) for _, items in self.entries)
 
 
 @dataclass
@@ -82,7 +94,7 @@ class StreamConsumer:
         self.dead_letters = DeadLetterBudget()
         self.stats = Stats()
         self.stop = threading.Event()
-        self._backoff = 0.0
+        self._retry = Backoff(0.5, 30.0)  # while PostgreSQL is away
         self._own_pending = True  # after a start or a failure, first re-read what we hold unacknowledged
         self._next_claim = 0.0
         self.idle = False  # the last read of new entries found none
@@ -108,24 +120,80 @@ class StreamConsumer:
                 if "BUSYGROUP" not in str(exc):
                     raise
 
-    # --- one unit of work ---
+    # --- one unit of work: read() then store(); run_once() does both, run() pipelines them ---
 
     def run_once(self) -> int:
         """Read, persist and acknowledge one batch. Returns entries handled (0 if idle or failing)."""
-        claimed = self._maybe_claim()
-        if claimed:
-            return claimed
-        return self._handle(self._read())
+        work = self.read()
+        return self.store(work) if work is not None else 0
 
-    def _maybe_claim(self) -> int:
+    def read(self) -> Work | None:
+        """The next unit of work, decoded: entries a stopped consumer left pending (when a claim is
+        due and there are some), else those this consumer holds unacknowledged (after a start or a
+        database failure), else new ones. None when there is nothing to do."""
+        entries = self._claimable() or self._next_entries()
+        if not any(items for _, items in entries):
+            return None
+        batch = Batch()
+        for key, items in entries:
+            chain = self.chains[key]
+            for entry_id, fields in items:
+                decode_into(batch, key, entry_id, fields, chain.pk, chain.name)
+        return Work(entries, batch)
+
+    def store(self, work: Work) -> int:
+        """Persist a unit of work in one transaction, then acknowledge it. Returns the entries
+        handled; 0 when PostgreSQL is away (nothing acknowledged: re-read once it is back). A batch
+        the database refuses is retried entry by entry, and what it still refuses is dead-lettered."""
+        started = time.monotonic()
+        work.batch.dead = self.dead_letters.admit(work.batch.dead)
+        try:
+            counts = persist(work.batch, self.validators)
+        except (OperationalError, InterfaceError) as exc:
+            return self._database_unavailable(exc)
+        except (IntegrityError, DataError, DatabaseError) as exc:
+            log.error("batch refused by the database (%s); retrying entry by entry", exc)
+            self.validators.forget()
+            return self._one_by_one(work.entries)
+        self._ack(work.entries)
+        self._retry.reset()
+        self.after_commit(work, counts, time.monotonic() - started)
+        return work.size
+
+    def reread_pending(self) -> None:
+        """Read what this consumer holds unacknowledged first (after a failure: it was not stored)."""
+        self._own_pending = True
+
+    def after_commit(self, work: Work, counts: dict[str, int], seconds: float) -> None:
+        """What follows a commit: the counters, then the live pages' update (best effort)."""
+        self._account(work, seconds)
+        if self.publisher:
+            names = {c.pk: c.name for c in self.chains.values()}
+            for chain_id, (height, round_) in work.batch.newest.items():
+                self.publisher.publish(names[chain_id], height, round_)
+
+    def _claimable(self) -> list[tuple[str, list]]:
+        """Entries another consumer left unacknowledged for longer than claim_idle_ms, taken over
+        (looked for every claim_idle/4, at least every second)."""
         if time.monotonic() < self._next_claim:
-            return 0
+            return []
         self._next_claim = time.monotonic() + max(1.0, self.claim_idle_ms / 4000)
-        return self._claim()
+        out = []
+        for key in self.chains:
+            try:
+                _, items, _ = self.client.xautoclaim(
+                    key, GROUP, self.consumer, min_idle_time=self.claim_idle_ms, start_id="0-0", count=self.count
+                )
+            except redis.ResponseError:
+                continue
+            items = [(i, f) for i, f in items if f]
+            if items:
+                log.warning("claimed %d entries of %s left pending by a stopped consumer", len(items), key)
+                self.stats.claimed += len(items)
+                out.append((key, items))
+        return out
 
-    def _read(self) -> list[tuple[str, list]]:
-        """The next entries: first those this consumer holds unacknowledged (after a start or a
-        database failure), then new ones."""
+    def _next_entries(self) -> list[tuple[str, list]]:
         if self._own_pending:
             streams = {key: "0" for key in self.chains}
             block = None
@@ -141,80 +209,33 @@ class StreamConsumer:
         self.idle = not self._own_pending and not any(items for _, items in entries)
         return entries
 
-    def _claim(self) -> int:
-        """Take over entries another consumer left unacknowledged for longer than claim_idle_ms."""
-        total = 0
-        for key in self.chains:
-            try:
-                _, items, _ = self.client.xautoclaim(
-                    key, GROUP, self.consumer, min_idle_time=self.claim_idle_ms, start_id="0-0", count=self.count
-                )
-            except redis.ResponseError:
-                continue
-            items = [(i, f) for i, f in items if f]
-            if items:
-                log.warning("claimed %d entries of %s left pending by a stopped consumer", len(items), key)
-                self.stats.claimed += len(items)
-                total += self._handle([(key, items)])
-        return total
-
-    def _decode(self, entries: list[tuple[str, list]]) -> Batch:
-        batch = Batch()
-        for key, items in entries:
-            chain = self.chains[key]
-            for entry_id, fields in items:
-                decode_into(batch, key, entry_id, fields, chain.pk, chain.name)
-        return batch
-
-    def _handle(self, entries: list[tuple[str, list]]) -> int:
-        return self._store(entries, self._decode(entries)) if entries else 0
-
-    def _store(self, entries: list[tuple[str, list]], batch: Batch) -> int:
-        n = sum(len(items) for _, items in entries)
-        if not n:
-            return 0
-        started = time.monotonic()
-        batch.dead = self.dead_letters.admit(batch.dead)
-        try:
-            counts = persist(batch, self.validators)
-        except (OperationalError, InterfaceError) as exc:
-            return self._database_unavailable(exc)
-        except (IntegrityError, DataError, DatabaseError) as exc:
-            # Something in this batch the database refuses: find it entry by entry, dead-letter it alone.
-            log.error("batch refused by the database (%s); retrying entry by entry", exc)
-            self.validators.forget()
-            return self._one_by_one(entries)
-        self._ack(entries)
-        self._backoff = 0.0
-        self._account(entries, batch, counts, time.monotonic() - started)
-        return n
-
     def _one_by_one(self, entries: list[tuple[str, list]]) -> int:
         done = 0
         for key, items in entries:
+            chain = self.chains[key]
             for item in items:
-                batch = self._decode([(key, [item])])
+                one = Work([(key, [item])], Batch())
+                decode_into(one.batch, key, item[0], item[1], chain.pk, chain.name)
                 try:
-                    counts = persist(batch, self.validators)
+                    persist(one.batch, self.validators)
                 except (OperationalError, InterfaceError) as exc:
                     return self._database_unavailable(exc)
                 except DatabaseError as exc:
-                    chain = self.chains[key]
                     entry_id = item[0].decode() if isinstance(item[0], bytes) else str(item[0])
                     letter = Batch(
                         dead=[dead_row(chain.pk, key, entry_id, -1, str(item[1]), f"refused by the database: {exc}")]
                     )
-                    counts = persist(letter, self.validators)
-                self._ack([(key, [item])])
-                self._account([(key, [item])], batch, counts, 0.0)
+                    persist(letter, self.validators)
+                    one = Work(one.entries, letter)
+                self._ack(one.entries)
+                self.after_commit(one, {}, 0.0)
                 done += 1
         return done
 
     def _database_unavailable(self, exc: Exception) -> int:
         self.stats.db_errors += 1
-        self._own_pending = True  # what we read stays pending; it is re-read once PostgreSQL is back
-        self._backoff = min(max(self._backoff * 2, 0.5), 30.0)
-        delay = self._backoff * (0.5 + random.random() / 2)
+        self.reread_pending()  # what we read stays pending; it is re-read once PostgreSQL is back
+        delay = self._retry.next()
         log.error(
             "PostgreSQL unavailable (%s); nothing acknowledged; retrying in %.1fs",
             first_line(exc),
@@ -231,13 +252,14 @@ class StreamConsumer:
             pipe.xack(key, GROUP, *[i for i, _ in items])
         pipe.execute()
 
-    def _account(self, entries, batch: Batch, counts: dict[str, int], seconds: float) -> None:
+    def _account(self, work: Work, seconds: float) -> None:
         self.stats.batches += 1
         self.stats.batch_seconds += seconds
-        self.stats.entries += sum(len(items) for _, items in entries)
+        self.stats.entries += work.size
         by_id = {c.pk: c.name for c in self.chains.values()}
-        for key, items in entries:
+        for key, items in work.entries:
             self.stats.per_chain.setdefault(self.chains[key].name, ChainStats()).entries += len(items)
+        batch = work.batch
         rows = Counter(row[0] for row in batch.votes) + Counter(k[0] for k in batch.rounds)
         rows += Counter(k[0] for k in batch.steps) + Counter(k[0] for k in batch.commit_sigs)
         for chain_id, n in rows.items():
@@ -245,9 +267,6 @@ class StreamConsumer:
         for row in batch.dead:
             if row.chain_id in by_id:
                 self.stats.per_chain.setdefault(by_id[row.chain_id], ChainStats()).dead_letters += 1
-        if self.publisher:
-            for chain_id, (height, round_) in batch.newest.items():
-                self.publisher.publish(by_id[chain_id], height, round_)
 
     # --- the loop ---
 
@@ -256,13 +275,11 @@ class StreamConsumer:
         out = {}
         for key, chain in self.chains.items():
             try:
-                for group in self.client.xinfo_groups(key):
-                    name = group.get("name")
-                    if name in (GROUP, GROUP.encode()):
-                        lag = group.get("lag")
-                        out[chain.name] = (int(lag) if lag is not None else None, int(group.get("pending", 0)))
+                group = group_info(self.client, key)
             except redis.RedisError:
                 continue
+            if group is not None:
+                out[chain.name] = (group.unread, group.pending)
         return out
 
     def drained(self) -> bool:
@@ -286,7 +303,7 @@ class StreamConsumer:
         look for chains added later (every `refresh_every` seconds). `idle_exit`: return once the
         streams are drained, unread and pending alike."""
         self.ensure_groups()
-        writer = _Writer(self) if pipelined else None
+        committer = Committer(self.store, self.stop) if pipelined else None
         next_refresh = time.monotonic() + refresh_every
         next_trim = time.monotonic() + TRIM_EVERY
         next_log = time.monotonic() + log_interval
@@ -295,15 +312,21 @@ class StreamConsumer:
         try:
             while not self.stop.is_set():
                 try:
-                    handled = self.run_once() if writer is None else writer.step()
+                    handled = self.run_once() if committer is None else self._pipelined_step(committer)
                 except redis.RedisError as exc:
                     log.error("Redis unavailable (%s); retrying", exc)
                     self.stop.wait(1.0)
-                    self._own_pending = True
+                    self.reread_pending()
                     continue
                 if max_entries is not None and self.stats.entries >= max_entries:
                     break
-                if idle_exit and not handled and self.idle and (writer is None or writer.drained()) and self.drained():
+                if (
+                    idle_exit
+                    and not handled
+                    and self.idle
+                    and (committer is None or committer.drained())
+                    and self.drained()
+                ):
                     break
                 now = time.monotonic()
                 if chains is not None and now >= next_refresh:
@@ -324,9 +347,21 @@ class StreamConsumer:
                     self._log(last, now - last_time)
                     last_time, next_log = now, now + log_interval
         finally:
-            if writer is not None:
-                writer.close()
+            if committer is not None:
+                committer.close()
         return self.stats
+
+    def _pipelined_step(self, committer: Committer) -> int:
+        """Read and decode the next unit of work while the committer stores the previous one."""
+        if committer.failed.is_set():
+            committer.queue.join()  # let it discard what it holds, then re-read our pending entries
+            committer.failed.clear()
+            self.reread_pending()
+        work = self.read()
+        if work is None:
+            return 0
+        committer.submit(work)
+        return work.size
 
     def _log(self, last: dict[str, int], elapsed: float) -> None:
         lags = self.lag()
@@ -345,54 +380,3 @@ class StreamConsumer:
                 pending,
                 s.dead_letters,
             )
-
-
-class _Writer:
-    """The committing half of a pipelined consumer: one thread, batches in order, acks after commit."""
-
-    def __init__(self, consumer: StreamConsumer) -> None:
-        self.consumer = consumer
-        self.queue: queue.Queue[tuple[list, Batch] | None] = queue.Queue(maxsize=2)
-        self.failed = threading.Event()
-        self.thread = threading.Thread(target=self._loop, name="stream-writer", daemon=True)
-        self.thread.start()
-
-    def _loop(self) -> None:
-        while True:
-            item = self.queue.get()
-            try:
-                if item is None:
-                    return
-                entries, batch = item
-                if self.failed.is_set():
-                    continue  # still pending in Redis: re-read once the database is back
-                if not self.consumer._store(entries, batch):
-                    self.failed.set()
-            finally:
-                self.queue.task_done()
-                if item is None or self.consumer.stop.is_set():
-                    close_old_connections()
-
-    def step(self) -> int:
-        c = self.consumer
-        if self.failed.is_set():
-            self.queue.join()  # let the writer discard what it holds, then re-read our pending entries
-            self.failed.clear()
-            c._own_pending = True
-        claimed = c._maybe_claim()
-        if claimed:
-            return claimed
-        entries = c._read()
-        if not entries:
-            return 0
-        self.queue.put((entries, c._decode(entries)))
-        return sum(len(items) for _, items in entries)
-
-    def drained(self) -> bool:
-        self.queue.join()
-        return not self.failed.is_set()
-
-    def close(self) -> None:
-        self.queue.join()
-        self.queue.put(None)
-        self.thread.join(10)

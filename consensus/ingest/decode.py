@@ -17,7 +17,6 @@ from django.conf import settings
 
 from common.text import one_line
 from consensus import protocol as p
-from consensus.protocol.fields import INT64_MAX
 from consensus.protocol.stream import (
     KIND_BLOCK,
     KIND_COMMIT,
@@ -26,6 +25,9 @@ from consensus.protocol.stream import (
     KIND_GAP,
     KIND_REFUSED,
     KIND_STATUS,
+    GapReport,
+    Refusal,
+    StatusReport,
     StreamEntry,
     decode_entry,
     entry_frames,
@@ -62,6 +64,43 @@ class DeadRow(NamedTuple):
     reason: str
 
 
+@dataclass(slots=True)
+class RoundRow:
+    """A round as stored: filled from NewRound (start, proposer) and CompleteProposal (block)."""
+
+    started_at: datetime
+    proposer_address: str | None = None
+    proposer_index: int | None = None
+    block_hash: bytes | None = None
+
+
+class CommitSigRow(NamedTuple):
+    """One slot of a canonical commit (the address is empty for an absent slot)."""
+
+    round: int
+    flag: int
+    address: str
+    timestamp: datetime | None
+
+
+class GapRow(NamedTuple):
+    reason: str
+    detected_at: datetime
+    backfilled_at: datetime | None
+
+
+class StatusRow(NamedTuple):
+    """The subscriber's latest report on a chain."""
+
+    state: str
+    endpoint: str
+    reason: str
+    height: int | None
+    updated_at: datetime
+    interval: float | None  # seconds between its reports
+    since: datetime | None  # since when the state holds, by the subscriber's reckoning
+
+
 def dead_row(chain_id: int | None, stream: str, entry_id: str, index: int, payload: str, reason: str) -> DeadRow:
     limit = settings.CTOP["DEAD_LETTER_MAX_BYTES"]
     return DeadRow(chain_id, stream, entry_id, index, payload[:limit], len(payload), one_line(reason, 1000))
@@ -72,16 +111,16 @@ class Batch:
     """Rows decoded from a batch of stream entries, keyed by chain id (addresses not yet resolved)."""
 
     votes: list[VoteRow] = field(default_factory=list)
-    # (chain_id, height, round) -> [started_at, proposer_address, proposer_index, block_hash]
-    rounds: dict[tuple[int, int, int], list] = field(default_factory=dict)
+    # (chain_id, height, round) -> the round
+    rounds: dict[tuple[int, int, int], RoundRow] = field(default_factory=dict)
     # (chain_id, height, round, step) -> seen_at
     steps: dict[tuple[int, int, int, int], datetime] = field(default_factory=dict)
-    # (chain_id, height, validator_index) -> (round, flag, address or "", timestamp)
-    commit_sigs: dict[tuple[int, int, int], tuple] = field(default_factory=dict)
-    # (chain_id, from, to) -> (reason, detected_at, backfilled_at)
-    gaps: dict[tuple[int, int, int], tuple] = field(default_factory=dict)
-    # chain_id -> (state, endpoint, reason, height, updated_at, interval, since or None), the latest only
-    statuses: dict[int, tuple] = field(default_factory=dict)
+    # (chain_id, height, validator_index) -> the slot
+    commit_sigs: dict[tuple[int, int, int], CommitSigRow] = field(default_factory=dict)
+    # (chain_id, from, to) -> the gap
+    gaps: dict[tuple[int, int, int], GapRow] = field(default_factory=dict)
+    # chain_id -> the latest report only
+    statuses: dict[int, StatusRow] = field(default_factory=dict)
     dead: list[DeadRow] = field(default_factory=list)
     # chain_id -> (height, round) of the newest consensus event, for live pages
     newest: dict[int, tuple[int, int]] = field(default_factory=dict)
@@ -111,13 +150,13 @@ class Batch:
         if isinstance(event, p.Vote):
             self.add_vote(chain_id, event, received)
         elif isinstance(event, p.NewRound):
-            row = self.rounds.setdefault((chain_id, event.height, event.round), [received, None, None, None])
-            row[0] = min(row[0], received)
-            row[1], row[2] = event.proposer_address, event.proposer_index
+            row = self.rounds.setdefault((chain_id, event.height, event.round), RoundRow(received))
+            row.started_at = min(row.started_at, received)
+            row.proposer_address, row.proposer_index = event.proposer_address, event.proposer_index
             self.touch(chain_id, event.height, event.round)
         elif isinstance(event, p.CompleteProposal):
-            row = self.rounds.setdefault((chain_id, event.height, event.round), [received, None, None, None])
-            row[3] = event.block_hash
+            row = self.rounds.setdefault((chain_id, event.height, event.round), RoundRow(received))
+            row.block_hash = event.block_hash
         elif isinstance(event, p.RoundStep):
             key = (chain_id, event.height, event.round, event.step)
             self.steps[key] = min(self.steps.get(key, received), received)
@@ -126,11 +165,8 @@ class Batch:
 
     def add_commit(self, chain_id: int, commit: p.Commit) -> None:
         for index, sig in enumerate(commit.signatures):
-            self.commit_sigs[(chain_id, commit.height, index)] = (
-                commit.round,
-                sig.flag,
-                sig.validator_address,
-                sig.timestamp,
+            self.commit_sigs[(chain_id, commit.height, index)] = CommitSigRow(
+                commit.round, sig.flag, sig.validator_address, sig.timestamp
             )
 
 
@@ -198,62 +234,41 @@ def _commit_reply(e: _Entry) -> None:
     _commit(e, p.decode_commit(e.entry.payload))
 
 
-def _height(value: object, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= INT64_MAX:
-        raise p.BadValue(f"{what}: {value!r:.40} is not a height")
-    return value
-
-
 def _gap(e: _Entry) -> None:
-    doc = json.loads(e.entry.payload)
-    start, end = _height(doc["from"], "gap from"), _height(doc["to"], "gap to")
-    if end < start:
-        raise p.BadValue(f"gap {start}..{end} is not a height range")
-    if e.above(end):  # its start may be old (ctop was away): only the top is bounded
-        raise p.BadValue(f"gap {start}..{end} ends above the plausible heights (up to {e.entry.window[1]})")
-    key = (e.chain_id, start, end)
-    backfilled = e.received if doc.get("backfilled") else None
+    gap = GapReport.decode(e.entry.payload)
+    if e.above(gap.end):  # its start may be old (ctop was away): only the top is bounded
+        raise p.BadValue(f"gap {gap.start}..{gap.end} ends above the plausible heights (up to {e.entry.window[1]})")
+    key = (e.chain_id, gap.start, gap.end)
     old = e.batch.gaps.get(key)
-    e.batch.gaps[key] = (one_line(doc.get("reason", ""), 255), e.received, backfilled or (old[2] if old else None))
+    backfilled = e.received if gap.backfilled else (old.backfilled_at if old else None)
+    e.batch.gaps[key] = GapRow(gap.reason, e.received, backfilled)
 
 
 def _status(e: _Entry) -> None:
-    doc = json.loads(e.entry.payload)
-    height = doc.get("height")
-    if height is not None:
-        height = _height(height, "status height")
-        if e.above(height):
-            height = None  # a status never carries a height the window refuses
-    interval = doc.get("interval")
-    interval = float(interval) if isinstance(interval, int | float) and 0.1 <= interval <= 3600 else None
+    report = StatusReport.decode(e.entry.payload)
+    height = report.height
+    if height is not None and e.above(height):
+        height = None  # a status never carries a height the window refuses
     # Since when the subscriber has been watching (or blind), by its own reckoning: short reconnects
     # do not restart it. Never later than the report itself; absent from older subscribers.
-    since = doc.get("since")
-    since = (
-        min(datetime.fromtimestamp(since, tz=UTC), e.received)
-        if isinstance(since, int | float) and 1e9 < since < 1e11
-        else None
-    )
-    status = (
-        one_line(doc.get("state", ""), 32),
-        one_line(doc.get("endpoint") or "", 255),
-        one_line(doc.get("reason") or "", 1000),
+    since = report.since_time()
+    status = StatusRow(
+        report.state,
+        report.endpoint,
+        report.reason,
         height,
         e.received,
-        interval,
-        since,
+        report.interval,
+        min(since, e.received) if since is not None else None,
     )
-    if e.chain_id not in e.batch.statuses or e.batch.statuses[e.chain_id][4] <= e.received:
+    if e.chain_id not in e.batch.statuses or e.batch.statuses[e.chain_id].updated_at <= e.received:
         e.batch.statuses[e.chain_id] = status
 
 
 def _refused(e: _Entry) -> None:
-    doc = json.loads(e.entry.payload)
-    frame, length = str(doc.get("frame", "")), doc.get("length")
-    row = dead_row(e.chain_id, e.stream, e.entry_id, 0, frame, f"refused by the subscriber: {doc.get('reason', '')}")
-    if isinstance(length, int) and length > row.length:
-        row = row._replace(length=length)
-    e.batch.dead.append(row)
+    refusal = Refusal.decode(e.entry.payload)
+    row = dead_row(e.chain_id, e.stream, e.entry_id, 0, refusal.frame, f"refused by the subscriber: {refusal.reason}")
+    e.batch.dead.append(row._replace(length=max(row.length, refusal.length)))
 
 
 _HANDLERS = {

@@ -6,9 +6,15 @@ dead letter shows the original bytes), plus who received it and when.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from common.text import one_line
 
 from .errors import BadValue, MissingField
+from .fields import INT64_MAX
 
 KIND_FRAME = b"frame"  # one websocket text frame
 KIND_FRAMES = b"frames"  # consecutive frames received in one burst (netstrings), one entry for many
@@ -93,3 +99,112 @@ def entry_frames(entry: StreamEntry) -> list[bytes]:
     if entry.kind == KIND_FRAMES:
         return decode_frames(entry.payload)
     return []
+
+
+# --- the subscriber's control entries: small JSON documents, typed on both sides ---
+
+
+def _height(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= INT64_MAX:
+        raise BadValue(f"{what}: {value!r:.40} is not a height")
+    return value
+
+
+def _doc(payload: bytes) -> dict[str, Any]:
+    try:
+        doc = json.loads(payload)
+    except (ValueError, RecursionError) as exc:
+        raise BadValue(f"not JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise BadValue("expected a JSON object")
+    return doc
+
+
+@dataclass(frozen=True, slots=True)
+class GapReport:
+    """Heights start..end the subscriber did not observe; backfilled once their commits are in."""
+
+    start: int
+    end: int
+    reason: str
+    backfilled: bool = False
+    backfilled_from: int | None = None  # the first height backfilled (the backfill is bounded)
+
+    def encode(self) -> bytes:
+        doc: dict[str, Any] = {"from": self.start, "to": self.end, "reason": self.reason}
+        if self.backfilled:
+            doc |= {"backfilled": True, "backfilled_from": self.backfilled_from}
+        return json.dumps(doc).encode()
+
+    @classmethod
+    def decode(cls, payload: bytes) -> GapReport:
+        doc = _doc(payload)
+        start, end = _height(doc.get("from"), "gap from"), _height(doc.get("to"), "gap to")
+        if end < start:
+            raise BadValue(f"gap {start}..{end} is not a height range")
+        first = doc.get("backfilled_from")
+        return cls(
+            start,
+            end,
+            one_line(doc.get("reason", ""), 255),
+            bool(doc.get("backfilled")),
+            _height(first, "gap backfilled_from") if first is not None else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReport:
+    """The subscriber's word on a chain's feed; repeated every `interval` seconds as a heartbeat."""
+
+    state: str
+    endpoint: str
+    height: int | None
+    interval: float | None
+    reason: str = ""
+    since: float | None = None  # unix time since when the state holds, by the subscriber's reckoning
+
+    def encode(self) -> bytes:
+        return json.dumps({k: v for k, v in asdict(self).items() if v not in (None, "")}).encode()
+
+    @classmethod
+    def decode(cls, payload: bytes) -> StatusReport:
+        """Anything out of range is dropped, not refused: a status is a heartbeat, and a bad field
+        must not silence the rest of it."""
+        doc = _doc(payload)
+        height = doc.get("height")
+        interval = doc.get("interval")
+        since = doc.get("since")
+        return cls(
+            state=one_line(doc.get("state", ""), 32),
+            endpoint=one_line(doc.get("endpoint") or "", 255),
+            height=_height(height, "status height") if height is not None else None,
+            interval=float(interval) if isinstance(interval, int | float) and 0.1 <= interval <= 3600 else None,
+            reason=one_line(doc.get("reason") or "", 1000),
+            since=float(since) if isinstance(since, int | float) and 1e9 < since < 1e11 else None,
+        )
+
+    def since_time(self) -> datetime | None:
+        return datetime.fromtimestamp(self.since, tz=UTC) if self.since is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A frame the subscriber would not pass on (cut to the dead-letter bound), with why and its length."""
+
+    reason: str
+    length: int
+    frame: str
+
+    def encode(self) -> bytes:
+        return json.dumps({"reason": self.reason, "length": self.length, "frame": self.frame}).encode()
+
+    @classmethod
+    def decode(cls, payload: bytes) -> Refusal:
+        doc = _doc(payload)
+        length = doc.get("length")
+        frame = str(doc.get("frame", ""))
+        return cls(
+            str(doc.get("reason", "")),
+            length if isinstance(length, int) and not isinstance(length, bool) and length >= 0 else len(frame),
+            frame,
+        )

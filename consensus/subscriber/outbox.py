@@ -9,14 +9,23 @@ stream_events enforces on what it decodes.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 
 from django.conf import settings
 
 from consensus.plausible import Window
-from consensus.protocol.stream import KIND_FRAMES, KIND_GAP, KIND_REFUSED, KIND_STATUS, StreamEntry, encode_frames
+from consensus.protocol.stream import (
+    KIND_FRAMES,
+    KIND_GAP,
+    KIND_REFUSED,
+    KIND_STATUS,
+    GapReport,
+    Refusal,
+    StatusReport,
+    StreamEntry,
+    encode_frames,
+)
 
 from .writer import StreamWriter
 
@@ -67,29 +76,29 @@ class Outbox:
         self.writer.put(entry, height, self.stop, count=count)
         return height
 
-    def control(self, kind: bytes, doc: dict, height: int | None = None) -> None:
+    def control(self, kind: bytes, report: GapReport | StatusReport | Refusal, height: int | None = None) -> None:
         """A control entry, after the frames received before it."""
         self.flush()
         entry = StreamEntry(
             kind=kind,
             chain=self.chain,
             received_ns=time.time_ns(),
-            payload=json.dumps(doc).encode(),
+            payload=report.encode(),
             endpoint=self.endpoint,
             window=(self.window.floor, self.window.ceiling) if self.window else None,
         )
         self.writer.put(entry, height, self.stop)
 
-    def status(self, state: str, height: int | None, interval: float, **extra: object) -> None:
-        self.control(
-            KIND_STATUS, {"state": state, "endpoint": self.endpoint, "height": height, "interval": interval, **extra}
-        )
+    def status(
+        self, state: str, height: int | None, interval: float, *, reason: str = "", since: float | None = None
+    ) -> None:
+        self.control(KIND_STATUS, StatusReport(state, self.endpoint, height, interval, reason, since))
 
     def gap(self, start: int, end: int, reason: str) -> None:
-        self.control(KIND_GAP, {"from": start, "to": end, "reason": reason})
+        self.control(KIND_GAP, GapReport(start, end, reason))
 
     def refused(self, text: str, reason: str) -> None:
         """A frame ctop will not store (a height outside the plausible window): it goes to the dead
         letters, cut to their size bound, with the reason and its full length."""
         limit = settings.CTOP["DEAD_LETTER_MAX_BYTES"]
-        self.control(KIND_REFUSED, {"reason": reason, "length": len(text), "frame": text[:limit]})
+        self.control(KIND_REFUSED, Refusal(reason, len(text), text[:limit]))

@@ -9,7 +9,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import websocket
 from django.conf import settings
@@ -17,60 +16,17 @@ from django.conf import settings
 from common.text import one_line, redact_url
 from consensus import protocol as p
 from consensus.endpoints import check_endpoints, choose
+from consensus.models import FeedState
 from consensus.networks import websocket_url
 from consensus.plausible import HeightReference
 
 from .health import HealthChecker
+from .options import SUBSCRIPTIONS, Counters, Options, SessionEnd
 from .outbox import Outbox
 from .writer import StreamWriter
 from .wsclient import BoundedWebSocket, MessageTooLarge, MessageTooSlow
 
 log = logging.getLogger("ctop.subscriber")
-
-# What ctop subscribes to: 4 of the node's 5 allowed subscriptions per connection.
-SUBSCRIPTIONS = ("NewRound", "NewRoundStep", "Vote", "CompleteProposal")
-
-
-@dataclass
-class Options:
-    silence_timeout: float = 30.0  # no frame for this long while the chain advances: reconnect
-    health_interval: float = 10.0  # /status of every endpoint; also the heartbeat of the chain's status
-    http_timeout: float = 5.0  # total deadline of one HTTP call, and of the websocket handshake
-    max_lag_blocks: int = 5
-    stale_after: float = 60.0
-    backoff_base: float = 0.5  # a failed endpoint's penalty: this, doubling per failure in a row...
-    backoff_max: float = 30.0  # ...up to this (with jitter)
-    backfill_limit: int = 1000  # most recent heights of a gap to backfill
-    max_frame_bytes: int = 0  # 0: settings.CTOP["WS_MAX_FRAME_BYTES"]
-    message_deadline: float = 10.0  # a websocket message must arrive whole within this long
-    plausible_heights: int = 0  # 0: settings.CTOP["PLAUSIBLE_HEIGHTS"]
-    max_blocks_per_second: float = 0.0  # 0: settings.CTOP["MAX_BLOCKS_PER_SECOND"]
-
-
-@dataclass
-class Counters:
-    events: int = 0
-    other_frames: int = 0
-    malformed: int = 0
-    refused: int = 0
-    reconnects: int = 0
-    failovers: int = 0
-    gaps: int = 0
-    errors: dict[str, int] = field(default_factory=dict)
-
-    def error(self, kind: str) -> None:
-        self.errors[kind] = self.errors.get(kind, 0) + 1
-
-
-class SessionEnd(Exception):
-    """Why a connection ended (logged; the worker reconnects)."""
-
-    def __init__(self, reason: str, got_events: bool = False, *, switch: bool = False) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.got_events = got_events
-        self.switch = switch  # a deliberate failover/failback: reconnect at once, no penalty
-
 
 class ChainWorker(threading.Thread):
     def __init__(
@@ -146,9 +102,9 @@ class ChainWorker(threading.Thread):
             self._watching_since = None  # blind long enough: the next connection starts afresh
         return self._blind_since
 
-    def _status(self, state: str, **extra: object) -> None:
-        since = self._episode_since(state == "connected")
-        self.out.status(state, self.last_height, self.opts.health_interval, since=since, **extra)
+    def _status(self, state: str, *, reason: str = "") -> None:
+        since = self._episode_since(state == FeedState.CONNECTED)
+        self.out.status(state, self.last_height, self.opts.health_interval, reason=reason, since=since)
         self._next_heartbeat = time.monotonic() + self.opts.health_interval
 
     def _heartbeat(self) -> None:
@@ -157,9 +113,11 @@ class ChainWorker(threading.Thread):
         if time.monotonic() < self._next_heartbeat:
             return
         if self.connected_url:
-            self._status("connected")
+            self._status(FeedState.CONNECTED)
         else:
-            self._status("all_failing" if self._blind_reason else "disconnected", reason=self._blind_reason)
+            self._status(
+                FeedState.ALL_FAILING if self._blind_reason else FeedState.DISCONNECTED, reason=self._blind_reason
+            )
 
     def _gap(self, start: int, end: int, reason: str) -> None:
         if end < start:
@@ -239,7 +197,7 @@ class ChainWorker(threading.Thread):
                     self.counters.failovers += 1
                 log.warning("chain=%s endpoint=%s disconnected (%s)", self.chain, redact_url(url), reason)
                 self.connected_url = self.out.endpoint = ""
-                self._status("disconnected", reason=reason)
+                self._status(FeedState.DISCONNECTED, reason=reason)
             else:
                 self.counters.error("connect_failed")
             if not switch:
@@ -288,7 +246,7 @@ class ChainWorker(threading.Thread):
             if not self._blind_reason:  # once until connected again; the heartbeat repeats it
                 log.error("chain=%s all endpoints failing, ctop is blind on this chain: %s", self.chain, detail)
                 self._blind_reason = detail
-                self._status("all_failing", reason=detail)
+                self._status(FeedState.ALL_FAILING, reason=detail)
             self._blind_reason = detail
             return None
         return chosen.url
@@ -310,7 +268,7 @@ class ChainWorker(threading.Thread):
             self._blind_reason = ""
             self.out.endpoint = redact_url(url)
             log.info("chain=%s connected to %s", self.chain, redact_url(url))
-            self._status("connected")
+            self._status(FeedState.CONNECTED)
             first = True
             last_frame = next_check = time.monotonic()
             timeout = 1.0
