@@ -144,3 +144,14 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.flaky(reruns=1, reruns_delay=2))
         if item.get_closest_marker("localnet") and not item.get_closest_marker("timeout"):
             item.add_marker(pytest.mark.timeout(600))
+
+
+@pytest.fixture
+def node():
+    """A hostile node on loopback (tests.hostile): it says whatever the test makes it say."""
+    from .hostile import HostileNode
+
+    n = HostileNode().start()
+    yield n
+    n.stop()
+

@@ -24,8 +24,13 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from urllib.parse import parse_qsl
 
+from consensus.ingest import StreamConsumer
+from consensus.models import Chain
 from consensus.protocol import encode
 from consensus.protocol.values import NewRound, Vote
+from consensus.subscriber import Options
+
+from .subscriberhelpers import FAST
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -216,3 +221,14 @@ class HostileNode:
     async def _discard(reader: asyncio.StreamReader) -> None:
         while await reader.read(65536):
             pass
+
+
+# Subscriber options against a hostile node: a message must arrive whole within a second.
+HOSTILE = Options(**{**FAST.__dict__, "message_deadline": 1.0})
+
+
+def store(client, *names: str) -> None:
+    """Everything in the streams of `names` into PostgreSQL (a real consumer, until idle)."""
+    chains = [Chain.objects.get_or_create(name=n)[0] for n in names]
+    StreamConsumer(chains, client=client, consumer="t", block_ms=100).run(idle_exit=True, pipelined=False)
+

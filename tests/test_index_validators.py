@@ -220,6 +220,7 @@ def test_a_set_that_changes_while_paging_changes_nothing(hostile_chain):
     assert not SetMembership.objects.exists()
 
 
+@pytest.mark.slow
 @pytest.mark.django_db
 def test_a_set_of_10000_validators_the_cap_is_read_whole(hostile_chain):
     chain, node = hostile_chain

@@ -85,6 +85,7 @@ def main_job():
         fresh_database()
 
 
+@pytest.mark.slow
 def test_main_job_runs_the_demo_end_to_end_and_stops_cleanly(main_job):
     proc, output, web, sim = main_job
     base = f"http://127.0.0.1:{web}"

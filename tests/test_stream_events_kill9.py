@@ -65,6 +65,7 @@ def start_stream_events(env: dict) -> subprocess.Popen:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_kill_9_of_stream_events_loses_nothing_and_duplicates_nothing(redis_client):
     chain = Chain.objects.create(name="sim-1", chain_id="sim-1")
