@@ -25,13 +25,13 @@ def evaluate(
     """observer_since: when the analyzer started (blindness before it is not paged at once)."""
     settings = settings or AlertSettings.for_chain(chain)
     state = state or load_states([chain])[chain.pk]
-    stored = state.rounds[0].height if state.rounds else None
+    stored = state.latest.height if state.latest else None
     w = rules.watch(chain, state.status, now, stored)
     findings, clears = [], []
     for found, cleared in (
         rules.missed_votes(chain, settings, state.open_alerts, state.latest_judged),
-        rules.halt_risk(chain, settings, now, state.rounds, w),
-        rules.stalled(chain, settings, now, state.rounds, w),
+        rules.halt_risk(chain, settings, now, state.latest, w),
+        rules.stalled(chain, settings, now, state.latest, w),
         rules.monitoring(chain, settings, now, w, observer_since),
     ):
         findings += found

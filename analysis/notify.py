@@ -24,6 +24,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from common import http
+from common.backoff import exponential
 from common.pool import KeyedPool
 from common.text import one_line
 
@@ -213,7 +214,7 @@ def send_due(now=None, *, channel_id: int | None = None, limit: int = 200) -> in
             deliver(n.channel, n.alert, n.event)
         except DeliveryError as exc:
             final = exc.permanent or n.attempts + 1 >= MAX_ATTEMPTS
-            delay = timedelta(seconds=min(3600, 5 * 2**n.attempts))
+            delay = timedelta(seconds=exponential(n.attempts + 1, base=5, cap=3600, jitter=False))
             Notification.objects.filter(pk=n.pk).update(
                 status=NotificationStatus.FAILED if final else NotificationStatus.PENDING,
                 error=str(exc),

@@ -16,7 +16,7 @@ from consensus.models import Chain, Round, RoundStep, Step, Validator, Vote, Vot
 from consensus.selectors import latest_heights
 from validators.selectors import active_set, latest_known_set
 
-from .models import HeightVerdict, ValidatorVerdict
+from .models import LATE, MISSED, NIL, SIGNED, UNKNOWN, HeightVerdict, ValidatorVerdict
 
 TWO_THIRDS = 200 / 3  # percent
 
@@ -82,9 +82,9 @@ def round_snapshot(chain: Chain, height: int | None = None, round_: int | None =
     """One round of one height (default: the latest round ctop has seen), validator by validator."""
     if height is None:
         latest = latest_heights([chain.pk]).get(chain.pk)
-        if not latest:
+        if latest is None:
             return None
-        height = latest[0].height
+        height = latest.height
     rounds = {r.round: r for r in Round.objects.filter(chain=chain, height=height).select_related("proposer")}
     if round_ is None:
         round_ = max(rounds) if rounds else 0
@@ -163,7 +163,7 @@ def heights_grid(chain: Chain, count: int = 100, until: int | None = None) -> tu
     rows = []
     for vid, by_height in cells.items():
         row = [(c.height, by_height.get(c.height, "")) for c in columns]
-        rows.append(GridRow(validators[vid], row, sum(1 for _, mark in row if mark == "M")))
+        rows.append(GridRow(validators[vid], row, sum(1 for _, mark in row if mark == MISSED)))
     rows.sort(key=lambda r: (order.get(r.validator.pk, (1, 1 << 30)), r.validator.address))
     return columns, rows
 
@@ -171,7 +171,7 @@ def heights_grid(chain: Chain, count: int = 100, until: int | None = None) -> tu
 def _cell(prevotes: str, precommits: str) -> str:
     """One letter for a validator at a height: the worst of its votes (missed > unknown > nil > late > signed)."""
     marks = prevotes + precommits
-    for letter in ("M", "U", "N", "L", "S"):
+    for letter in (MISSED, UNKNOWN, NIL, LATE, SIGNED):
         if letter in marks:
             return letter
     return ""

@@ -17,11 +17,11 @@ from django.db import connection
 
 from common.text import one_line
 from consensus.models import Chain, ChainStatus, FeedState, Vote, VoteType
+from consensus.selectors import LatestHeight
 from validators.selectors import latest_known_set
 
 from .lifecycle import Clear, Finding, OpenAlerts
 from .models import UNKNOWN, AlertKind, AlertSettings, RoundVerdict, Severity
-from .state import LatestRounds
 
 Result = tuple[list[Finding], list[Clear]]
 
@@ -85,11 +85,11 @@ def monitoring(
     ], []
 
 
-def stalled(chain: Chain, settings: AlertSettings, now: datetime, rounds: LatestRounds, w: Watch) -> Result:
-    if not rounds or not w.watching or w.since is None:
+def stalled(chain: Chain, settings: AlertSettings, now: datetime, latest: LatestHeight | None, w: Watch) -> Result:
+    if latest is None or not w.watching or w.since is None:
         return [], []  # unknown while ctop is not watching: the monitoring gap says so
-    height = rounds[0].height
-    started = max(rounds[-1].started_at, w.since)  # the height began with its first round; ctop watched since
+    height = latest.height
+    started = max(latest.started_at, w.since)  # the height began with its first round; ctop watched since
     age = (now - started).total_seconds()
     if age > settings.stall_after_seconds:
         return [
@@ -106,13 +106,13 @@ def stalled(chain: Chain, settings: AlertSettings, now: datetime, rounds: Latest
 
 
 def live_halt_risk(
-    chain: Chain, settings: AlertSettings, now: datetime, latest: LatestRounds, w: Watch
+    chain: Chain, settings: AlertSettings, now: datetime, latest: LatestHeight | None, w: Watch
 ) -> tuple[int, int, str] | None:
     """The height in progress: its latest round has lacked +2/3 of the power prevoting for longer
     than `halt_after_seconds` of watched time. Returns (height, round, summary) or None."""
-    if not latest or not w.watching or w.since is None:
+    if latest is None or not w.watching or w.since is None:
         return None
-    height, round_, started = latest[0].height, latest[0].round, latest[0].started_at
+    height, round_, started = latest.height, latest.round, latest.round_started_at
     waited = (now - max(started, w.since)).total_seconds()
     if waited <= settings.halt_after_seconds:
         return None
@@ -141,7 +141,7 @@ def live_halt_risk(
     )
 
 
-def halt_risk(chain: Chain, settings: AlertSettings, now: datetime, rounds: LatestRounds, w: Watch) -> Result:
+def halt_risk(chain: Chain, settings: AlertSettings, now: datetime, latest: LatestHeight | None, w: Watch) -> Result:
     """More than 1/3 of the power missing in a round of the latest judged heights, rounds climbing at
     one height (3 or more), or the height in progress stuck without +2/3 prevoting."""
     # The latest 30 round verdicts (one walk back along the natural key), minus heights ctop did not
@@ -156,17 +156,17 @@ def halt_risk(chain: Chain, settings: AlertSettings, now: datetime, rounds: Late
         )
     )
     risky = []
-    latest = recent[0].height if recent else 0
+    newest_judged = recent[0].height if recent else 0
     for rv in recent:
-        if rv.height > latest - settings.resolve_after and (
+        if rv.height > newest_judged - settings.resolve_after and (
             rv.missing_prevote_power * 3 > rv.total_power
             or rv.missing_precommit_power * 3 > rv.total_power
             or rv.round >= 2
         ):
             risky.append(rv)
-    found = live_halt_risk(chain, settings, now, rounds, w)
+    found = live_halt_risk(chain, settings, now, latest, w)
     live = found is not None
-    if found is None and risky and risky[0].height > latest - 3:
+    if found is None and risky and risky[0].height > newest_judged - 3:
         worst = risky[0]
         missing = 100 * worst.missing_precommit_power // max(worst.total_power, 1)
         found = (

@@ -76,7 +76,7 @@ class MissingVoteAnalyzer:
         started = state.height_started
         if started is None:
             return [], None
-        height = state.rounds[0].height
+        height = state.latest.height
         last_ready = height - 1
         in_grace = last_ready if started > timezone.now() - timedelta(seconds=settings.grace_seconds) else None
         judged = state.latest_judged
@@ -224,7 +224,7 @@ class MissingVoteAnalyzer:
 
     def _judge_chain(self, chain: Chain, settings: AlertSettings, state: ChainState) -> list[Judgement]:
         heights, in_grace = self.ready_heights(chain, settings, state)
-        return self.judge(chain, heights, in_grace, tip=state.rounds[0].height if state.rounds else None)
+        return self.judge(chain, heights, in_grace, tip=state.latest.height if state.latest else None)
 
     def run_once(self) -> int:
         """One tick over every chain; returns the heights it recorded."""

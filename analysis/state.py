@@ -8,34 +8,31 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from consensus.models import Chain, ChainStatus
-from consensus.selectors import RoundSeen, latest_heights
+from consensus.selectors import LatestHeight, latest_heights
 
 from .lifecycle import OpenAlerts
 from .models import Alert
 from .selectors import latest_verdicts
 
-# The rounds of the latest stored height, newest round first
-LatestRounds = list[RoundSeen]
-
 
 @dataclass
 class ChainState:
     open_alerts: OpenAlerts = field(default_factory=dict)
-    rounds: LatestRounds = field(default_factory=list)
+    latest: LatestHeight | None = None  # the latest stored height
     status: ChainStatus | None = None
     latest_judged: int | None = None
 
     @property
     def height_started(self) -> datetime | None:
         """When the latest height began (its first round)."""
-        return self.rounds[-1].started_at if self.rounds else None
+        return self.latest.started_at if self.latest else None
 
 
 def load_states(chains: list[Chain]) -> dict[int, ChainState]:
     ids = [c.pk for c in chains]
     states = {i: ChainState() for i in ids}
-    for chain_id, rounds in latest_heights(ids).items():
-        states[chain_id].rounds = rounds
+    for chain_id, latest in latest_heights(ids).items():
+        states[chain_id].latest = latest
     for chain_id, (height, _) in latest_verdicts(ids).items():
         states[chain_id].latest_judged = height
     for alert in Alert.objects.filter(chain_id__in=ids, is_open=True):

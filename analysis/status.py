@@ -65,7 +65,7 @@ def collect(
     chains = list(Chain.objects.order_by("name"))
     ids = [c.pk for c in chains]
     # Index walks per chain (one round trip each), never a scan of the event tables.
-    stored = {chain_id: rounds[0].height for chain_id, rounds in latest_heights(ids).items()}
+    stored = {chain_id: latest.height for chain_id, latest in latest_heights(ids).items()}
     analysed = latest_verdicts(ids)
     dead = dict(DeadLetter.objects.values("chain_id").annotate(n=Count("id")).values_list("chain_id", "n"))
     gaps = open_gap_counts()

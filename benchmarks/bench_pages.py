@@ -45,7 +45,7 @@ def fill_verdicts() -> None:
             ids, positions = [m[0] for m in members], [m[1] for m in members]
             cur.execute(
                 "INSERT INTO analysis_heightverdict (chain_id, height, judged_at, rounds, commit_round, unknown,"
-                " total_power, missed_validators) SELECT %s, h, now(), 1, 0, false, 161175, 0"
+                " total_power, missed_validators, from_commit) SELECT %s, h, now(), 1, 0, false, 161175, 0, false"
                 " FROM generate_series(1, %s) h ON CONFLICT DO NOTHING",
                 [chain.pk, first_judged - 1],
             )

@@ -38,13 +38,15 @@ def overview(request):
     open_gaps = open_gap_counts()
     chains = list(Chain.objects.order_by("name"))
     # Every chain's newest round and its furthest step, in one round trip whatever the number of chains.
-    latest = {chain_id: rounds[0] for chain_id, rounds in latest_heights([c.pk for c in chains]).items()}
+    latest = latest_heights([c.pk for c in chains])
     proposers = Validator.objects.in_bulk([r.proposer_id for r in latest.values() if r.proposer_id])
     rows = []
     for chain in chains:
         newest = latest.get(chain.pk)
         height, round_ = (newest.height, newest.round) if newest else (None, None)
-        started, proposer_id, step = (newest.started_at, newest.proposer_id, newest.step) if newest else (None,) * 3
+        started, proposer_id, step = (
+            (newest.round_started_at, newest.proposer_id, newest.step) if newest else (None, None, None)
+        )
         counts = alerts.get(chain.pk, Counter())
         rows.append(
             {

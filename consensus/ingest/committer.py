@@ -43,6 +43,15 @@ class Committer:
                 if work is None or self._stop.is_set():
                     close_old_connections()
 
+    def take_failure(self) -> bool:
+        """True once after a failed store, when everything queued since has been dropped (it is
+        still pending in Redis): the consumer then re-reads what it holds."""
+        if not self.failed.is_set():
+            return False
+        self.queue.join()
+        self.failed.clear()
+        return True
+
     def drained(self) -> bool:
         """Everything submitted has been stored (or dropped after a failure: then False)."""
         self.queue.join()

@@ -148,7 +148,7 @@ class StreamConsumer:
         started = time.monotonic()
         work.batch.dead = self.dead_letters.admit(work.batch.dead)
         try:
-            counts = persist(work.batch, self.validators)
+            persist(work.batch, self.validators)
         except (OperationalError, InterfaceError) as exc:
             return self._database_unavailable(exc)
         except (IntegrityError, DataError, DatabaseError) as exc:
@@ -157,14 +157,14 @@ class StreamConsumer:
             return self._one_by_one(work.entries)
         self._ack(work.entries)
         self._retry.reset()
-        self.after_commit(work, counts, time.monotonic() - started)
+        self.after_commit(work, time.monotonic() - started)
         return work.size
 
     def reread_pending(self) -> None:
         """Read what this consumer holds unacknowledged first (after a failure: it was not stored)."""
         self._own_pending = True
 
-    def after_commit(self, work: Work, counts: dict[str, int], seconds: float) -> None:
+    def after_commit(self, work: Work, seconds: float) -> None:
         """What follows a commit: the counters, then the live pages' update (best effort)."""
         self._account(work, seconds)
         if self.publisher:
@@ -228,7 +228,7 @@ class StreamConsumer:
                     persist(letter, self.validators)
                     one = Work(one.entries, letter)
                 self._ack(one.entries)
-                self.after_commit(one, {}, 0.0)
+                self.after_commit(one, 0.0)
                 done += 1
         return done
 
@@ -260,7 +260,7 @@ class StreamConsumer:
         for key, items in work.entries:
             self.stats.per_chain.setdefault(self.chains[key].name, ChainStats()).entries += len(items)
         batch = work.batch
-        rows = Counter(row[0] for row in batch.votes) + Counter(k[0] for k in batch.rounds)
+        rows = Counter(v.chain_id for v in batch.votes) + Counter(k[0] for k in batch.rounds)
         rows += Counter(k[0] for k in batch.steps) + Counter(k[0] for k in batch.commit_sigs)
         for chain_id, n in rows.items():
             self.stats.per_chain.setdefault(by_id[chain_id], ChainStats()).rows += n
@@ -353,9 +353,7 @@ class StreamConsumer:
 
     def _pipelined_step(self, committer: Committer) -> int:
         """Read and decode the next unit of work while the committer stores the previous one."""
-        if committer.failed.is_set():
-            committer.queue.join()  # let it discard what it holds, then re-read our pending entries
-            committer.failed.clear()
+        if committer.take_failure():
             self.reread_pending()
         work = self.read()
         if work is None:

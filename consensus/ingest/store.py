@@ -162,7 +162,22 @@ def persist(batch: Batch, validators: ValidatorCache) -> dict[str, int]:
                     "  WHEN consensus_chainstatus.state = EXCLUDED.state THEN consensus_chainstatus.since"
                     "  ELSE EXCLUDED.since END"
                     " WHERE consensus_chainstatus.updated_at <= EXCLUDED.updated_at",
-                    [(c, *s[:6], s.since, s.updated_at, s.since) for c, s in batch.statuses.items()],
+                    [
+                        # the last three: COALESCE(since, updated_at), and whether since was reported
+                        (
+                            c,
+                            s.state,
+                            s.endpoint,
+                            s.reason,
+                            s.height,
+                            s.updated_at,
+                            s.interval,
+                            s.since,
+                            s.updated_at,
+                            s.since,
+                        )
+                        for c, s in batch.statuses.items()
+                    ],
                 )
             if batch.dead:
                 DeadLetter.objects.bulk_create(

@@ -8,16 +8,34 @@ from django.db import migrations, models
 
 
 def fk(**kw):
-    return models.ForeignKey(to="consensus.validator", db_index=False, on_delete=django.db.models.deletion.PROTECT, **kw)
+    return models.ForeignKey(
+        to="consensus.validator", db_index=False, on_delete=django.db.models.deletion.PROTECT, **kw
+    )
+
+
+def move_content_type(apps, schema_editor, *, old: str = "validators", new: str = "consensus") -> None:
+    """The admin's history and the staff's permissions on validators hang on the model's content
+    type: move it with the model, so nobody loses access and nothing is left stale. (A new
+    database has none yet: content types are created after migrating.)"""
+    content_type = apps.get_model("contenttypes", "ContentType").objects.using(schema_editor.connection.alias)
+    if content_type.filter(app_label=new, model="validator").exists():
+        return
+    content_type.filter(app_label=old, model="validator").update(app_label=new)
+
+
+def move_content_type_back(apps, schema_editor) -> None:
+    move_content_type(apps, schema_editor, old="consensus", new="validators")
 
 
 class Migration(migrations.Migration):
     dependencies = [
         ("consensus", "0004_deadletter_length_status_since"),
         ("validators", "0002_set_index_state"),
+        ("contenttypes", "0002_remove_content_type_name"),
     ]
 
     operations = [
+        migrations.RunPython(move_content_type, move_content_type_back),
         migrations.SeparateDatabaseAndState(
             state_operations=[
                 migrations.CreateModel(
@@ -31,7 +49,9 @@ class Migration(migrations.Migration):
                         ("pub_key_type", models.CharField(blank=True, max_length=64)),
                         (
                             "pub_key",
-                            models.CharField(blank=True, help_text="Base64, as /validators reports it.", max_length=128),
+                            models.CharField(
+                                blank=True, help_text="Base64, as /validators reports it.", max_length=128
+                            ),
                         ),
                         ("moniker", models.CharField(blank=True, max_length=128)),
                         ("operator_address", models.CharField(blank=True, max_length=128)),

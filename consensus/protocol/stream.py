@@ -143,13 +143,11 @@ class GapReport:
         if end < start:
             raise BadValue(f"gap {start}..{end} is not a height range")
         first = doc.get("backfilled_from")
-        return cls(
-            start,
-            end,
-            one_line(doc.get("reason", ""), 255),
-            bool(doc.get("backfilled")),
-            _height(first, "gap backfilled_from") if first is not None else None,
-        )
+        try:
+            first = _height(first, "gap backfilled_from") if first is not None else None
+        except BadValue:
+            first = None  # informative only: a bad one must not cost the gap (its heights are unknown)
+        return cls(start, end, one_line(doc.get("reason", ""), 255), bool(doc.get("backfilled")), first)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,8 +166,9 @@ class StatusReport:
 
     @classmethod
     def decode(cls, payload: bytes) -> StatusReport:
-        """Anything out of range is dropped, not refused: a status is a heartbeat, and a bad field
-        must not silence the rest of it."""
+        """A height that is not a height refuses the entry (it would move what ctop believes); any
+        other field out of range is dropped, not refused: a status is a heartbeat, and a bad
+        interval must not silence the rest of it."""
         doc = _doc(payload)
         height = doc.get("height")
         interval = doc.get("interval")
@@ -185,6 +184,9 @@ class StatusReport:
 
     def since_time(self) -> datetime | None:
         return datetime.fromtimestamp(self.since, tz=UTC) if self.since is not None else None
+
+
+MAX_LENGTH = 2**31 - 1  # a dead letter's recorded length is an int4
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,8 +205,6 @@ class Refusal:
         doc = _doc(payload)
         length = doc.get("length")
         frame = str(doc.get("frame", ""))
-        return cls(
-            str(doc.get("reason", "")),
-            length if isinstance(length, int) and not isinstance(length, bool) and length >= 0 else len(frame),
-            frame,
-        )
+        if isinstance(length, bool) or not isinstance(length, int) or not 0 <= length <= MAX_LENGTH:
+            length = len(frame)  # the column is an int4: a forged length must not refuse the batch
+        return cls(str(doc.get("reason", "")), length, frame)

@@ -28,6 +28,7 @@ from .wsclient import BoundedWebSocket, MessageTooLarge, MessageTooSlow
 
 log = logging.getLogger("ctop.subscriber")
 
+
 class ChainWorker(threading.Thread):
     def __init__(
         self,
