@@ -82,8 +82,10 @@ def test_kill_9_of_stream_events_loses_nothing_and_duplicates_nothing(redis_clie
     held_at_kill: list[bytes] = []  # ids of the entries each killed consumer held
     try:
         with running([target("sim-1", node)], redis_client):
-            deadline = time.monotonic() + 12
-            while time.monotonic() < deadline:
+            # Eight kills, each while the consumer holds entries (however long this machine takes).
+            deadline = time.monotonic() + 120
+            while kills < 8:
+                assert time.monotonic() < deadline, f"only {kills} kills in 120 s"
                 proc = start_stream_events(env)
                 try:
                     # Killed while it holds entries (read, not yet acknowledged): the case that matters.
@@ -131,7 +133,6 @@ def test_kill_9_of_stream_events_loses_nothing_and_duplicates_nothing(redis_clie
     (group,) = redis_client.xinfo_groups(KEY)
     assert (group["pending"], group["lag"]) == (0, 0)
     stored = list(Vote.objects.filter(chain=chain).values_list("height", "round", "type", "validator__address"))
-    assert kills >= 8
     assert len(emitted) > 1000
     missing = emitted - set(stored)
     outside = set(stored) - emitted  # rows nobody sent: a decoding or redelivery bug
