@@ -39,3 +39,23 @@ def play(chain, height, rounds: dict[int, dict[str, tuple[str, str]]], started=O
 
 def all_sign(addresses=(A, B, C, D)):
     return {0: {a: ("S", "S") for a in addresses}}
+
+
+def signed_verdicts(chain, height: int, validator, judged_at) -> None:
+    """A height judged all signed by one validator of power 10: its height, round and validator rows."""
+    from analysis.models import HeightVerdict, RoundVerdict, ValidatorVerdict
+
+    HeightVerdict.objects.create(chain=chain, height=height, judged_at=judged_at, rounds=1, total_power=10)
+    RoundVerdict.objects.create(
+        chain=chain,
+        height=height,
+        round=0,
+        total_power=10,
+        prevote_power=10,
+        prevote_nil_power=0,
+        precommit_power=10,
+        precommit_nil_power=0,
+    )
+    ValidatorVerdict.objects.create(
+        chain=chain, height=height, validator=validator, power=10, prevotes="S", precommits="S", missed=False
+    )

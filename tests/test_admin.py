@@ -12,15 +12,14 @@ from analysis.models import (
     Alert,
     AlertKind,
     AlertSettings,
-    HeightVerdict,
     Notification,
     NotificationChannel,
-    RoundVerdict,
-    ValidatorVerdict,
 )
 from consensus.models import ChainStatus, CommitSignature, DeadLetter, Gap, Round, RoundStep, Step, Vote, VoteType
 from validators.models import SetIndexState
 from validators.services import Member, apply_set
+
+from .analysishelpers import signed_verdicts
 
 NOW = datetime(2026, 11, 28, tzinfo=UTC)
 
@@ -48,20 +47,7 @@ def populated(chain):
     DeadLetter.objects.create(chain=chain, stream="s", entry_id="1-0", payload="{bad", reason="bad json")
     ChainStatus.objects.create(chain=chain, state="connected", endpoint="http://n", updated_at=NOW)
     SetIndexState.objects.create(chain=chain, verified_height=1, verified_at=NOW)
-    HeightVerdict.objects.create(chain=chain, height=1, judged_at=NOW, rounds=1, total_power=10)
-    RoundVerdict.objects.create(
-        chain=chain,
-        height=1,
-        round=0,
-        total_power=10,
-        prevote_power=10,
-        prevote_nil_power=0,
-        precommit_power=10,
-        precommit_nil_power=0,
-    )
-    ValidatorVerdict.objects.create(
-        chain=chain, height=1, validator=v, power=10, prevotes="S", precommits="S", missed=False
-    )
+    signed_verdicts(chain, 1, v, NOW)
     alert = Alert.objects.create(chain=chain, kind=AlertKind.STALLED, opened_at=NOW, updated_at=NOW, summary="stalled")
     ch = NotificationChannel.objects.create(name="hook", kind="webhook", target="http://127.0.0.1:9/x")
     Notification.objects.create(alert=alert, channel=ch, event="opened", next_attempt_at=NOW)

@@ -90,24 +90,12 @@ def test_commit_signatures_and_dead_letters_are_pruned_in_batches(chain):
 def test_verdicts_are_kept_unless_asked_then_pruned_by_the_age_of_their_judgement(chain, capsys):
     from analysis.models import HeightVerdict, RoundVerdict, ValidatorVerdict
 
+    from .analysishelpers import signed_verdicts
+
     now = timezone.now()
     v, _ = Validator.objects.get_or_create(chain=chain, address="AA" * 20)
     for h in range(1, 31):
-        judged = now - timedelta(days=400 if h <= 20 else 1)
-        HeightVerdict.objects.create(chain=chain, height=h, judged_at=judged, rounds=1, total_power=10)
-        RoundVerdict.objects.create(
-            chain=chain,
-            height=h,
-            round=0,
-            total_power=10,
-            prevote_power=10,
-            prevote_nil_power=0,
-            precommit_power=10,
-            precommit_nil_power=0,
-        )
-        ValidatorVerdict.objects.create(
-            chain=chain, height=h, validator=v, power=10, prevotes="S", precommits="S", missed=False
-        )
+        signed_verdicts(chain, h, v, now - timedelta(days=400 if h <= 20 else 1))
     call_command("prune_events", "--older-than", "7d")  # events only: a year of verdicts stays
     assert HeightVerdict.objects.count() == 30
     call_command("prune_events", "--older-than", "7d", "--verdicts-older-than", "365d", "--dry-run")
