@@ -6,6 +6,7 @@ app_name = "analysis"
 
 urlpatterns = [
     path("", views.overview, name="overview"),
+    path("metrics", views.metrics, name="metrics"),
     path("alerts/", views.alert_list, name="alerts"),
     path("alerts/<int:pk>/", views.alert_detail, name="alert"),
     path("alerts/<int:pk>/resolve/", views.alert_resolve, name="alert-resolve"),

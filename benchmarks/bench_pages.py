@@ -68,6 +68,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=20)
     args = parser.parse_args()
     os.environ.setdefault("ALLOWED_HOSTS", "testserver")
+    os.environ.setdefault("CTOP_METRICS_TOKEN", "bench")
     setup_django("ctop_bench_analyzer")
     from django.contrib.auth import get_user_model
     from django.db import connection
@@ -117,6 +118,8 @@ def main() -> None:
         ("alerts list", "/alerts/?state=all", client),
         ("alert detail", f"/alerts/{alert.pk}/", client),
         ("validator page (6,000 heights)", f"/chains/{chain.name}/validators/{validator.address}/", client),
+        # Prometheus's scrape: every chain and validator, the last 100 judged heights each.
+        ("/metrics (20 chains x 150 validators)", "/metrics", Client(HTTP_AUTHORIZATION="Bearer bench")),
     ]
     print(f"votes: {votes:,}  validator verdicts: {verdicts:,}  chains: {len(chains)}  validators: {VALIDATORS}")
     print(f"{'page':40} {'median':>9} {'p95':>9} {'queries':>8} {'x baseline':>11}")

@@ -209,4 +209,10 @@ CTOP = {
     # The fastest a chain is believed to make blocks (heights a second): the plausible window grows at
     # this rate, and a liar can run ahead no faster. Real chains make at most a few.
     "MAX_BLOCKS_PER_SECOND": env.float("CTOP_MAX_BLOCKS_PER_SECOND", default=10.0),
+    # /metrics (Prometheus) is not public: a scraper presents this bearer token, or comes from one of
+    # these networks (CIDRs). Neither set: /metrics answers 403 to everyone.
+    "METRICS_TOKEN": env.str("CTOP_METRICS_TOKEN", default=""),
+    "METRICS_ALLOW": env.list("CTOP_METRICS_ALLOW", default=[]),
+    # Validator gauges over the last N judged heights of each chain.
+    "METRICS_WINDOW": env.int("CTOP_METRICS_WINDOW", default=100),
 }

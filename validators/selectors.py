@@ -50,6 +50,20 @@ def latest_known_set(chain_id: int, height: int) -> tuple[list[SetMembership], i
     return [], None
 
 
+def latest_known_powers(chain_id: int, height: int) -> dict[int, int]:
+    """latest_known_set's validators as {validator id: voting power}, without building a model per
+    member (for readers of every chain's whole set at once, such as /metrics)."""
+    for h in (height, height - 1):
+        powers = dict(
+            SetMembership.objects.filter(chain_id=chain_id, heights__contains=h).values_list(
+                "validator_id", "voting_power"
+            )
+        )
+        if powers:
+            return powers
+    return {}
+
+
 @dataclass(frozen=True)
 class SetChange:
     """One validator's change at one height: joined, left, or changed power/position."""

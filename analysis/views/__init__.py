@@ -3,6 +3,7 @@
 
 from .alerts import alert_detail, alert_list, alert_resolve
 from .chains import chain_live, chain_live_fragment, height_detail, heights_grid
+from .metrics import metrics
 from .overview import overview
 from .validators import validator_detail
 
@@ -14,6 +15,7 @@ __all__ = [
     "chain_live_fragment",
     "height_detail",
     "heights_grid",
+    "metrics",
     "overview",
     "validator_detail",
 ]

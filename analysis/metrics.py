@@ -1,0 +1,184 @@
+"""Consensus metrics for Prometheus, computed from the database when scraped.
+
+Every family is read with bounded queries: the latest stored height per chain (index walks), the
+set and the prevotes of the round in progress (one height), and the verdicts of the last
+CTOP_METRICS_WINDOW judged heights per chain (a range on the verdicts' natural key). So a scrape
+costs the same whether a chain has a day of history or a year.
+
+Per-validator misses are gauges over that window ("missed in the last N heights"), not counters:
+ctop judges each height once, in a process other than the web one, and may judge heights late
+(gap heights, commits that come later). A window read from the verdicts is exact, survives
+restarts, and needs no per-process state; rate() over a counter would have none of that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from consensus.models import Chain, Validator, Vote, VoteType
+from consensus.selectors import latest_heights
+from validators.selectors import latest_known_powers
+
+from .models import Alert, Severity
+from .selectors import latest_verdicts
+
+
+class ConsensusCollector(Collector):
+    def __init__(self, now: datetime | None = None) -> None:
+        self.now = now or timezone.now()
+        self.window = max(1, settings.CTOP["METRICS_WINDOW"])
+
+    def collect(self) -> Iterator[Metric]:
+        chains = list(Chain.objects.filter(enabled=True).order_by("name"))
+        latest = latest_heights([c.pk for c in chains])
+        # The active set of each chain's latest height (one GiST query each), read once for both.
+        sets = {c.pk: latest_known_powers(c.pk, latest[c.pk].height) for c in chains if c.pk in latest}
+        yield from self._chains(chains, latest, sets)
+        yield from self._validators(chains, sets)
+        yield self._alerts({c.pk: c.name for c in chains})
+
+    # --- per chain ---
+
+    def _chains(self, chains: list[Chain], latest: dict, sets: dict) -> Iterator[Metric]:
+        height = GaugeMetricFamily("ctop_chain_height", "Latest height ctop stored a round of.", labels=["chain"])
+        round_ = GaugeMetricFamily("ctop_chain_round", "Newest round seen at the latest height.", labels=["chain"])
+        step = GaugeMetricFamily(
+            "ctop_chain_step", "Furthest step of that round (CometBFT's RoundStepType number).", labels=["chain"]
+        )
+        age = GaugeMetricFamily(
+            "ctop_chain_height_age_seconds", "Seconds since the latest height began.", labels=["chain"]
+        )
+        missing = GaugeMetricFamily(
+            "ctop_chain_missing_prevote_power_ratio",
+            "Share of the active set's voting power without a prevote in the round in progress (0-1).",
+            labels=["chain"],
+        )
+        rounds = GaugeMetricFamily(
+            "ctop_chain_rounds_per_height",
+            "Average rounds per height over the recent judged heights (1 is a healthy chain).",
+            labels=["chain"],
+        )
+        for chain in chains:
+            top = latest.get(chain.pk)
+            if top is None:
+                continue
+            labels = [chain.name]
+            height.add_metric(labels, top.height)
+            round_.add_metric(labels, top.round)
+            if top.step is not None:
+                step.add_metric(labels, top.step)
+            age.add_metric(labels, max((self.now - top.started_at).total_seconds(), 0.0))
+            members = sets.get(chain.pk, {})
+            total = sum(members.values())
+            if total:
+                voted = set(
+                    Vote.objects.filter(
+                        chain=chain, height=top.height, round=top.round, type=VoteType.PREVOTE
+                    ).values_list("validator_id", flat=True)
+                )
+                absent = sum(power for vid, power in members.items() if vid not in voted)
+                missing.add_metric(labels, absent / total)
+        with connection.cursor() as cur:
+            cur.execute(
+                "SELECT c.id, avg(v.rounds) FROM unnest(%s::smallint[]) c(id) CROSS JOIN LATERAL"
+                " (SELECT rounds FROM analysis_heightverdict WHERE chain_id = c.id AND NOT unknown"
+                "  ORDER BY height DESC LIMIT %s) v GROUP BY c.id",
+                [[c.pk for c in chains], self.window],
+            )
+            by_id = {c.pk: c.name for c in chains}
+            for chain_id, avg in cur.fetchall():
+                rounds.add_metric([by_id[chain_id]], float(avg))
+        yield from (height, round_, step, age, missing, rounds)
+
+    # --- per validator ---
+
+    def _validators(self, chains: list[Chain], sets: dict) -> Iterator[Metric]:
+        labels = ["chain", "validator"]
+        power = GaugeMetricFamily("ctop_validator_voting_power", "Voting power in the active set.", labels=labels)
+        in_set = GaugeMetricFamily(
+            "ctop_validator_in_active_set", "1 if in the active set at the latest height, else 0.", labels=labels
+        )
+        missed_pre = GaugeMetricFamily(
+            "ctop_validator_missed_prevote_heights",
+            "Heights, of the last N judged, at which it missed a prevote in some round.",
+            labels=labels,
+        )
+        missed_com = GaugeMetricFamily(
+            "ctop_validator_missed_precommit_heights",
+            "Heights, of the last N judged, at which it missed a precommit in some round.",
+            labels=labels,
+        )
+        solo = GaugeMetricFamily(
+            "ctop_validator_solo_missed_heights",
+            "Heights, of the last N judged, it missed while over two thirds of the set did not.",
+            labels=labels,
+        )
+        last = GaugeMetricFamily(
+            "ctop_validator_latest_verdict_height", "The latest height ctop judged it at.", labels=labels
+        )
+        info = InfoMetricFamily("ctop_validator", "Who a validator is (join on chain and validator).", labels=labels)
+        names = {c.pk: c.name for c in chains}
+        judged = latest_verdicts(list(names))
+        ids = [c for c in names if c in judged]
+        # Every chain's window in one query, reading only the verdicts that are misses (a validator
+        # that signed everything has no row here: its gauges are 0).
+        misses: dict[tuple[int, int], tuple[int, int, int]] = {}
+        with connection.cursor() as cur:
+            cur.execute(
+                "SELECT v.chain_id, v.validator_id, count(*) FILTER (WHERE v.prevotes LIKE '%%M%%'),"
+                " count(*) FILTER (WHERE v.precommits LIKE '%%M%%'),"
+                " count(*) FILTER (WHERE h.missed_validators * 3 < c.members)"
+                " FROM unnest(%s::smallint[], %s::bigint[], %s::int[]) c(id, low, members)"
+                " JOIN analysis_heightverdict h ON h.chain_id = c.id AND h.height > c.low"
+                " JOIN analysis_validatorverdict v ON v.chain_id = c.id AND v.height = h.height AND v.missed"
+                " GROUP BY v.chain_id, v.validator_id",
+                [ids, [judged[c][0] - self.window for c in ids], [len(sets.get(c, [])) for c in ids]],
+            )
+            for chain_id, vid, pre, com, alone in cur.fetchall():
+                misses[(chain_id, vid)] = (pre, com, alone)
+        series = {(c, vid) for c, members in sets.items() for vid in members} | set(misses)
+        who = {
+            pk: (address, moniker)
+            for pk, address, moniker in Validator.objects.filter(pk__in={v for _, v in series}).values_list(
+                "pk", "address", "moniker"
+            )
+        }
+        for chain_id, vid in sorted(series):
+            name, (address, moniker) = names[chain_id], who[vid]
+            member = vid in sets.get(chain_id, {})
+            in_set.add_metric([name, address], 1 if member else 0)
+            power.add_metric([name, address], sets[chain_id][vid] if member else 0)
+            info.add_metric([name, address], {"moniker": moniker})
+            if chain_id in judged:
+                pre, com, alone = misses.get((chain_id, vid), (0, 0, 0))
+                missed_pre.add_metric([name, address], pre)
+                missed_com.add_metric([name, address], com)
+                solo.add_metric([name, address], alone)
+                if member:  # judged at every height it is in the set
+                    last.add_metric([name, address], judged[chain_id][0])
+        yield GaugeMetricFamily(
+            "ctop_validator_window_heights", "N: the judged heights the missed-heights gauges count over.", self.window
+        )
+        yield from (power, in_set, missed_pre, missed_com, solo, last, info)
+
+    # --- alerts ---
+
+    def _alerts(self, names: dict[int, str]) -> Metric:
+        family = GaugeMetricFamily(
+            "ctop_alerts_open", "Open alerts by kind and severity.", labels=["chain", "kind", "severity"]
+        )
+        counts: dict[tuple[str, str, str], int] = {}
+        for chain_id, kind, severity in Alert.objects.filter(is_open=True).values_list("chain_id", "kind", "severity"):
+            if chain_id in names:
+                key = (names[chain_id], kind, Severity(severity).label)
+                counts[key] = counts.get(key, 0) + 1
+        for key, n in sorted(counts.items()):
+            family.add_metric(list(key), n)
+        return family

@@ -1,0 +1,59 @@
+"""/metrics for Prometheus: no login (a scraper has none), but not public either. The scraper
+presents the bearer token CTOP_METRICS_TOKEN, or scrapes from a network in CTOP_METRICS_ALLOW.
+With neither configured, everyone gets 403: metrics name every validator and chain ctop watches."""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.http import require_GET
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from ..metrics import ConsensusCollector
+
+
+def _allowed_network(address: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    for cidr in settings.CTOP["METRICS_ALLOW"]:
+        try:
+            if ip in ipaddress.ip_network(cidr, strict=False):
+                return True
+        except ValueError:
+            continue  # a bad entry allows nobody
+    return False
+
+
+def _refusal(request: HttpRequest) -> HttpResponse | None:
+    token = settings.CTOP["METRICS_TOKEN"]
+    given = request.headers.get("Authorization", "")
+    if token and given.startswith("Bearer "):
+        if hmac.compare_digest(given.removeprefix("Bearer ").strip().encode(), token.encode()):
+            return None
+        return HttpResponse("wrong token\n", status=401, headers={"WWW-Authenticate": "Bearer"})
+    if _allowed_network(request.META.get("REMOTE_ADDR", "")):
+        return None
+    if token:
+        return HttpResponse("a bearer token is required\n", status=401, headers={"WWW-Authenticate": "Bearer"})
+    return HttpResponse("not allowed from this address\n", status=403)
+
+
+@require_GET
+def metrics(request: HttpRequest) -> HttpResponse:
+    refusal = _refusal(request)
+    if refusal is not None:
+        return refusal
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ConsensusCollector())
+    with transaction.atomic(), connection.cursor() as cur:
+        # The scrape's queries are small index walks; PostgreSQL's JIT, which their estimates can
+        # trigger, would cost more than the queries themselves (measured: 340 of 390 ms).
+        cur.execute("SET LOCAL jit = off")
+        body = generate_latest(registry)
+    return HttpResponse(body, content_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,97 @@
+"""/metrics: Prometheus's exposition, parsed with prometheus_client's own parser, against what the
+database holds for a scripted chain; and who may scrape it."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+from prometheus_client.parser import text_string_to_metric_families
+
+from analysis.models import Alert, AlertKind, HeightVerdict
+from analysis.runner import MissingVoteAnalyzer
+from consensus.models import Validator
+
+from .analysishelpers import A, B, C, D, all_sign, play
+
+TOKEN = "scrape-token-for-tests"
+
+
+def samples(text: str) -> dict[tuple[str, tuple], float]:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def scrape(**headers) -> tuple[int, str]:
+    response = Client(**headers).get("/metrics")
+    return response.status_code, response.content.decode()
+
+
+@pytest.fixture
+def scene(net, settings):
+    """Heights 10..29 stored and judged: D misses 10..19 alone, C misses one precommit at 25; height
+    30 in progress, in round 1, where only A and B have prevoted."""
+    settings.CTOP = {**settings.CTOP, "METRICS_TOKEN": TOKEN, "METRICS_WINDOW": 100}
+    Validator.objects.filter(chain=net, address=A).update(moniker="alpha")
+    for h in range(10, 30):
+        votes = all_sign()
+        if h < 20:
+            del votes[0][D]
+        if h == 25:
+            votes[0][C] = ("S", "")  # C's precommit missing: a precommit miss only
+        play(net, h, votes)
+    play(net, 30, {0: {}, 1: {A: ("S", ""), B: ("S", "")}})
+    MissingVoteAnalyzer([net], fetch_sets=False, fetch_commits=False).run_once()
+    return net
+
+
+@pytest.mark.django_db
+def test_the_exposition_parses_and_says_what_the_database_holds(scene):
+    status, text = scrape(HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
+    assert status == 200
+    got = samples(text)
+    chain = (("chain", "testnet"),)
+    assert got[("ctop_chain_height", chain)] == 30
+    assert got[("ctop_chain_round", chain)] == 1
+    assert got[("ctop_chain_missing_prevote_power_ratio", chain)] == 0.5  # C and D of four equal powers
+    judged = list(HeightVerdict.objects.filter(chain=scene).values_list("height", flat=True))
+    assert judged and max(judged) == 29
+
+    def v(name: str, address: str) -> float:
+        return got[(name, (("chain", "testnet"), ("validator", address)))]
+
+    # D missed heights 10..19 (every one judged; alone each time: solo), C one precommit at 25.
+    d_missed = HeightVerdict.objects.filter(chain=scene, height__in=range(10, 20)).count()
+    assert v("ctop_validator_missed_prevote_heights", D) == d_missed > 0
+    assert v("ctop_validator_missed_precommit_heights", D) == d_missed
+    assert v("ctop_validator_solo_missed_heights", D) == d_missed
+    assert (v("ctop_validator_missed_prevote_heights", C), v("ctop_validator_missed_precommit_heights", C)) == (0, 1)
+    assert v("ctop_validator_missed_precommit_heights", A) == 0
+    assert v("ctop_validator_latest_verdict_height", A) == 29
+    assert v("ctop_validator_voting_power", B) == 10
+    assert v("ctop_validator_in_active_set", D) == 1
+    assert got[("ctop_validator_window_heights", ())] == 100
+    assert got[("ctop_validator_info", (("chain", "testnet"), ("moniker", "alpha"), ("validator", A)))] == 1
+    # Every open alert, by kind and severity, exactly as the table says.
+    for alert in Alert.objects.filter(is_open=True):
+        labels = (("chain", "testnet"), ("kind", alert.kind), ("severity", alert.get_severity_display()))
+        assert got[("ctop_alerts_open", labels)] >= 1
+    assert Alert.objects.filter(is_open=True, kind=AlertKind.MISSED_VOTES, validator__address=D).exists()
+
+
+@pytest.mark.django_db
+def test_metrics_are_not_public_a_token_or_an_allowed_network_opens_them(net, settings):
+    settings.CTOP = {**settings.CTOP, "METRICS_TOKEN": "", "METRICS_ALLOW": []}
+    assert scrape()[0] == 403  # nothing configured: nobody
+    settings.CTOP = {**settings.CTOP, "METRICS_TOKEN": TOKEN}
+    assert scrape()[0] == 401
+    assert scrape(HTTP_AUTHORIZATION="Bearer wrong")[0] == 401
+    assert scrape(HTTP_AUTHORIZATION=f"Basic {TOKEN}")[0] == 401
+    assert scrape(HTTP_AUTHORIZATION=f"Bearer {TOKEN}")[0] == 200
+    settings.CTOP = {**settings.CTOP, "METRICS_TOKEN": "", "METRICS_ALLOW": ["10.0.0.0/8", "not-a-network"]}
+    assert scrape(REMOTE_ADDR="10.1.2.3")[0] == 200
+    assert scrape(REMOTE_ADDR="127.0.0.1")[0] == 403
+    response = Client(HTTP_AUTHORIZATION=f"Bearer {TOKEN}").post("/metrics")
+    assert response.status_code == 405  # GET only
