@@ -107,21 +107,19 @@ class ConsensusCollector(Collector):
         )
         missed_pre = GaugeMetricFamily(
             "ctop_validator_missed_prevote_heights",
-            "Heights, of the last N judged, at which it missed a prevote in some round.",
+            "Heights of the chain's window (ctop_chain_window_heights) at which it missed a prevote in some round.",
             labels=labels,
         )
         missed_com = GaugeMetricFamily(
             "ctop_validator_missed_precommit_heights",
-            "Heights, of the last N judged, at which it missed a precommit in some round.",
+            "Heights of the chain's window at which it missed a precommit in some round.",
             labels=labels,
         )
         solo = GaugeMetricFamily(
             "ctop_validator_solo_missed_heights",
-            "Heights, of the last N judged, it missed while over two thirds of the set did not.",
+            "Heights of the window it missed while fewer than a third of the validators (by count, against the"
+            " latest set's size) missed.",
             labels=labels,
-        )
-        last = GaugeMetricFamily(
-            "ctop_validator_latest_verdict_height", "The latest height ctop judged it at.", labels=labels
         )
         info = InfoMetricFamily("ctop_validator", "Who a validator is (join on chain and validator).", labels=labels)
         names = {c.pk: c.name for c in chains}
@@ -136,7 +134,7 @@ class ConsensusCollector(Collector):
                 " count(*) FILTER (WHERE v.precommits LIKE '%%M%%'),"
                 " count(*) FILTER (WHERE h.missed_validators * 3 < c.members)"
                 " FROM unnest(%s::smallint[], %s::bigint[], %s::int[]) c(id, low, members)"
-                " JOIN analysis_heightverdict h ON h.chain_id = c.id AND h.height > c.low"
+                " JOIN analysis_heightverdict h ON h.chain_id = c.id AND h.height > c.low AND NOT h.unknown"
                 " JOIN analysis_validatorverdict v ON v.chain_id = c.id AND v.height = h.height AND v.missed"
                 " GROUP BY v.chain_id, v.validator_id",
                 [ids, [judged[c][0] - self.window for c in ids], [len(sets.get(c, [])) for c in ids]],
@@ -161,12 +159,32 @@ class ConsensusCollector(Collector):
                 missed_pre.add_metric([name, address], pre)
                 missed_com.add_metric([name, address], com)
                 solo.add_metric([name, address], alone)
-                if member:  # judged at every height it is in the set
-                    last.add_metric([name, address], judged[chain_id][0])
-        yield GaugeMetricFamily(
-            "ctop_validator_window_heights", "N: the judged heights the missed-heights gauges count over.", self.window
+        yield from (power, in_set, missed_pre, missed_com, solo, info)
+        yield from self._windows(ids, judged, names)
+
+    def _windows(self, ids: list[int], judged: dict, names: dict[int, str]) -> Iterator[Metric]:
+        """Per chain, the latest judged height and how many heights the window really holds (fewer
+        than N on a young chain; gap heights, which ctop did not see whole, are not counted)."""
+        latest = GaugeMetricFamily(
+            "ctop_chain_latest_judged_height", "The latest height the analyzer judged.", labels=["chain"]
         )
-        yield from (power, in_set, missed_pre, missed_com, solo, last, info)
+        window = GaugeMetricFamily(
+            "ctop_chain_window_heights",
+            "Judged heights (gap heights excluded) the validators' missed-heights gauges count over.",
+            labels=["chain"],
+        )
+        with connection.cursor() as cur:
+            cur.execute(
+                "SELECT c.id, count(h.height) FROM unnest(%s::smallint[], %s::bigint[]) c(id, low)"
+                " LEFT JOIN analysis_heightverdict h ON h.chain_id = c.id AND h.height > c.low AND NOT h.unknown"
+                " GROUP BY c.id",
+                [ids, [judged[c][0] - self.window for c in ids]],
+            )
+            counts = dict(cur.fetchall())
+        for chain_id in ids:
+            latest.add_metric([names[chain_id]], judged[chain_id][0])
+            window.add_metric([names[chain_id]], counts.get(chain_id, 0))
+        yield from (latest, window)
 
     # --- alerts ---
 

@@ -16,14 +16,21 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from ..metrics import ConsensusCollector
 
 
-def _allowed_network(address: str) -> bool:
+def _allowed_network(request: HttpRequest) -> bool:
+    """A direct connection from an allowed network. A request that came through a proxy (it carries
+    X-Forwarded-For or Forwarded) never qualifies: with Daphne's --proxy-headers, REMOTE_ADDR is then
+    whatever the header says, which any client can write. Behind a proxy, use the token."""
+    if "X-Forwarded-For" in request.headers or "Forwarded" in request.headers:
+        return False
     try:
-        ip = ipaddress.ip_address(address)
+        ip = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
     except ValueError:
         return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
     for cidr in settings.CTOP["METRICS_ALLOW"]:
         try:
-            if ip in ipaddress.ip_network(cidr, strict=False):
+            if ip in ipaddress.ip_network(cidr.strip(), strict=False):
                 return True
         except ValueError:
             continue  # a bad entry allows nobody
@@ -37,7 +44,7 @@ def _refusal(request: HttpRequest) -> HttpResponse | None:
         if hmac.compare_digest(given.removeprefix("Bearer ").strip().encode(), token.encode()):
             return None
         return HttpResponse("wrong token\n", status=401, headers={"WWW-Authenticate": "Bearer"})
-    if _allowed_network(request.META.get("REMOTE_ADDR", "")):
+    if _allowed_network(request):
         return None
     if token:
         return HttpResponse("a bearer token is required\n", status=401, headers={"WWW-Authenticate": "Bearer"})
@@ -51,7 +58,10 @@ def metrics(request: HttpRequest) -> HttpResponse:
         return refusal
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ConsensusCollector())
+    outermost = not connection.in_atomic_block
     with transaction.atomic(), connection.cursor() as cur:
+        if outermost:  # one snapshot for every query of the scrape, so its series agree
+            cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         # The scrape's queries are small index walks; PostgreSQL's JIT, which their estimates can
         # trigger, would cost more than the queries themselves (measured: 340 of 390 ms).
         cur.execute("SET LOCAL jit = off")
