@@ -32,6 +32,7 @@ BAD = [
     ("prune_events",),
     ("prune_events", "--older-than", "7d", "--batch-size", "0"),
     ("prune_events", "--older-than", "7d", "--networks", "nosuchchain"),
+    ("prune_events", "--older-than", "7d", "--verdicts-older-than", "soon"),
     ("ctop_status", "--lag", "many"),
     ("simulate_chain", "--block-time", "fast"),
     ("bootstrap", "--networks", "osmosis,ftp://h:1"),

@@ -34,7 +34,8 @@ def scene(net, settings):
     """Heights 10..29 stored and judged: D misses 10..19 alone, C misses one precommit at 25; height
     30 in progress, in round 1, where only A and B have prevoted."""
     settings.CTOP = {**settings.CTOP, "METRICS_TOKEN": TOKEN, "METRICS_WINDOW": 100}
-    Validator.objects.filter(chain=net, address=A).update(moniker="alpha")
+    # A moniker comes from the chain's REST API: it must stay one label value, whatever it holds.
+    Validator.objects.filter(chain=net, address=A).update(moniker='alpha"} 1\nctop_forged{chain="x"} 9\\')
     for h in range(10, 30):
         votes = all_sign()
         if h < 20:
@@ -74,7 +75,9 @@ def test_the_exposition_parses_and_says_what_the_database_holds(scene):
     assert got[("ctop_chain_window_heights", chain)] == judged_seen < 100  # a young chain: fewer than N
     assert v("ctop_validator_voting_power", B) == 10
     assert v("ctop_validator_in_active_set", D) == 1
-    assert got[("ctop_validator_info", (("chain", "testnet"), ("moniker", "alpha"), ("validator", A)))] == 1
+    hostile = 'alpha"} 1\nctop_forged{chain="x"} 9\\'
+    assert got[("ctop_validator_info", (("chain", "testnet"), ("moniker", hostile), ("validator", A)))] == 1
+    assert not any(name.startswith("ctop_forged") for name, _ in got)
     # Every open alert, by kind and severity, exactly as the table says.
     for alert in Alert.objects.filter(is_open=True):
         labels = (("chain", "testnet"), ("kind", alert.kind), ("severity", alert.get_severity_display()))

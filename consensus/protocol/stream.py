@@ -13,6 +13,7 @@ from typing import Any
 
 from common.text import one_line
 
+from .envelope import loads
 from .errors import BadValue, MissingField
 from .fields import INT64_MAX
 
@@ -110,16 +111,6 @@ def _height(value: object, what: str) -> int:
     return value
 
 
-def _doc(payload: bytes) -> dict[str, Any]:
-    try:
-        doc = json.loads(payload)
-    except (ValueError, RecursionError) as exc:
-        raise BadValue(f"not JSON: {exc}") from None
-    if not isinstance(doc, dict):
-        raise BadValue("expected a JSON object")
-    return doc
-
-
 @dataclass(frozen=True, slots=True)
 class GapReport:
     """Heights start..end the subscriber did not observe; backfilled once their commits are in."""
@@ -138,7 +129,7 @@ class GapReport:
 
     @classmethod
     def decode(cls, payload: bytes) -> GapReport:
-        doc = _doc(payload)
+        doc = loads(payload)
         start, end = _height(doc.get("from"), "gap from"), _height(doc.get("to"), "gap to")
         if end < start:
             raise BadValue(f"gap {start}..{end} is not a height range")
@@ -169,7 +160,7 @@ class StatusReport:
         """A height that is not a height refuses the entry (it would move what ctop believes); any
         other field out of range is dropped, not refused: a status is a heartbeat, and a bad
         interval must not silence the rest of it."""
-        doc = _doc(payload)
+        doc = loads(payload)
         height = doc.get("height")
         interval = doc.get("interval")
         since = doc.get("since")
@@ -202,7 +193,7 @@ class Refusal:
 
     @classmethod
     def decode(cls, payload: bytes) -> Refusal:
-        doc = _doc(payload)
+        doc = loads(payload)
         length = doc.get("length")
         frame = str(doc.get("frame", ""))
         if isinstance(length, bool) or not isinstance(length, int) or not 0 <= length <= MAX_LENGTH:
