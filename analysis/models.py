@@ -179,7 +179,8 @@ class AlertSettings(models.Model):
     )
     stall_after_seconds = models.PositiveIntegerField(default=60, help_text="Stalled: no new height for this long.")
     halt_after_seconds = models.PositiveIntegerField(
-        default=20, help_text="Halt risk: the height in progress has lacked +2/3 of the power prevoting for this long."
+        default=20,
+        help_text="Halt risk: the height in progress has lacked +2/3 prevoting or precommitting this long.",
     )
     grace_seconds = models.PositiveSmallIntegerField(
         default=3, help_text="Wait for late votes before judging a height."

@@ -108,8 +108,9 @@ def stalled(chain: Chain, settings: AlertSettings, now: datetime, latest: Latest
 def live_halt_risk(
     chain: Chain, settings: AlertSettings, now: datetime, latest: LatestHeight | None, w: Watch
 ) -> tuple[int, int, str] | None:
-    """The height in progress: its latest round has lacked +2/3 of the power prevoting for longer
-    than `halt_after_seconds` of watched time. Returns (height, round, summary) or None."""
+    """The height in progress: its latest round has lacked +2/3 of the power prevoting, or
+    precommitting, for longer than `halt_after_seconds` of watched time. Returns (height, round,
+    summary) or None."""
     if latest is None or not w.watching or w.since is None:
         return None
     height, round_, started = latest.height, latest.round, latest.round_started_at
@@ -120,30 +121,32 @@ def live_halt_risk(
     total = sum(members.values())
     if not total:
         return None
-    voters = set(
-        Vote.objects.filter(chain=chain, height=height, round=round_, type=VoteType.PREVOTE).values_list(
-            "validator_id", flat=True
-        )
-    )
-    if not voters:
+    voters: dict[int, set[int]] = {VoteType.PREVOTE: set(), VoteType.PRECOMMIT: set()}
+    for vid, kind in Vote.objects.filter(chain=chain, height=height, round=round_).values_list("validator_id", "type"):
+        voters[kind].add(vid)
+    if not voters[VoteType.PREVOTE]:
         # Nobody prevoted yet: the round is waiting for a proposal (a chain that makes blocks only
         # with transactions waits like this for minutes), not failing a vote. A chain that stops
         # entirely is the stalled rule's case.
         return None
-    prevoted = sum(members.get(v, 0) for v in voters)
-    if prevoted * 3 > total * 2:
-        return None
-    return (
-        height,
-        round_,
-        f"halt risk at height {height} round {round_}: only {100 * prevoted // total}% of the power prevoted"
-        f" in {int(waited)}s",
-    )
+    # A round stalls at either step: without +2/3 prevoting nobody may precommit, and with +2/3
+    # prevoting but not +2/3 precommitting (power lost between the two steps) the round neither
+    # commits nor times out into the next one.
+    for kind, verb in ((VoteType.PREVOTE, "prevoted"), (VoteType.PRECOMMIT, "precommitted")):
+        voted = sum(members.get(v, 0) for v in voters[kind])
+        if voted * 3 <= total * 2:
+            return (
+                height,
+                round_,
+                f"halt risk at height {height} round {round_}: only {100 * voted // total}% of the power {verb}"
+                f" in {int(waited)}s",
+            )
+    return None
 
 
 def halt_risk(chain: Chain, settings: AlertSettings, now: datetime, latest: LatestHeight | None, w: Watch) -> Result:
     """More than 1/3 of the power missing in a round of the latest judged heights, rounds climbing at
-    one height (3 or more), or the height in progress stuck without +2/3 prevoting."""
+    one height (3 or more), or the height in progress stuck without +2/3 prevoting or precommitting."""
     # The latest 30 round verdicts (one walk back along the natural key), minus heights ctop did not
     # fully see: power "missing" there says nothing about the chain.
     recent = list(

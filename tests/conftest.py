@@ -154,4 +154,3 @@ def node():
     n = HostileNode().start()
     yield n
     n.stop()
-

@@ -231,4 +231,3 @@ def store(client, *names: str) -> None:
     """Everything in the streams of `names` into PostgreSQL (a real consumer, until idle)."""
     chains = [Chain.objects.get_or_create(name=n)[0] for n in names]
     StreamConsumer(chains, client=client, consumer="t", block_ms=100).run(idle_exit=True, pipelined=False)
-

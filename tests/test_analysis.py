@@ -222,6 +222,24 @@ def test_a_height_stuck_without_two_thirds_prevoting_is_a_live_halt_risk(net):
     assert not Alert.objects.filter(kind=AlertKind.HALT_RISK, is_open=True).exists()
 
 
+@pytest.mark.django_db
+def test_a_height_stuck_with_two_thirds_prevoting_but_not_precommitting_is_a_live_halt_risk(net):
+    """Power lost between the two steps (two validators stop after prevoting): +2/3 prevoted, only
+    half precommitted, and the round neither commits nor moves on. Seen on the real localnet."""
+    ChainStatus.objects.create(chain=net, state="connected", updated_at=timezone.now(), since=OLD)
+    play(net, 80, all_sign())
+    play(net, 81, all_sign())
+    stuck = {0: {A: ("S", "S"), B: ("S", "S"), C: ("S", "")}}
+    play(net, 82, stuck, started=timezone.now() - timedelta(seconds=5))
+    analyze(net)
+    assert not Alert.objects.filter(kind=AlertKind.HALT_RISK).exists()  # 5 s is within halt_after_seconds
+    Round.objects.filter(chain=net, height=82).update(started_at=timezone.now() - timedelta(seconds=25))
+    analyze(net)
+    alert = Alert.objects.get(kind=AlertKind.HALT_RISK, is_open=True)
+    assert alert.details == {"height": 82, "round": 0, "live": True}
+    assert "only 50% of the power precommitted" in alert.summary
+
+
 @pytest.mark.django_db(transaction=True)
 def test_two_analyzers_at_once_record_each_height_once_and_each_alert_once(net, monkeypatch):
     """Really in parallel: two analyzers in two threads (each its own connection) judge the same
