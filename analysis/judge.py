@@ -27,6 +27,7 @@ from consensus.models import BlockIdFlag, Chain, VoteType
 from consensus.protocol.fields import MAX_ROUND
 from validators.selectors import memberships_between
 
+from . import history
 from .models import LATE, MAX_VERDICT_ROUNDS, MISSED, NIL, SIGNED, UNKNOWN
 
 
@@ -67,7 +68,7 @@ def _load(chain: Chain, lo: int, hi: int) -> tuple[dict[int, _Observed], list[tu
     seen: dict[int, _Observed] = defaultdict(_Observed)
     with connection.cursor() as cur:
         cur.execute(
-            "SELECT height, round, type, validator_id, block_hash IS NOT NULL FROM consensus_vote"
+            "SELECT height, round, type, validator_id, block_tag IS NOT NULL FROM consensus_vote"
             " WHERE chain_id = %s AND height BETWEEN %s AND %s",
             [chain.pk, lo, hi],
         )
@@ -218,6 +219,8 @@ def record_all(judgements: dict[int, list[Judgement]]) -> dict[int, list[int]]:
             for c, j in new:
                 for vid, (power, pv, pc) in j.validators.items():
                     copy.write_row((c, j.height, vid, power, pv, pc, MISSED in pv or MISSED in pc))
+        # The long-term form of the same verdicts: one packed row a height (analysis.history).
+        history.record(cur, new, now)
     out: dict[int, list[int]] = {}
     for c, height in sorted(mine):
         out.setdefault(c, []).append(height)

@@ -10,6 +10,7 @@ missed in round 1.
 
 from __future__ import annotations
 
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import Q
 
@@ -27,7 +28,7 @@ class HeightVerdict(models.Model):
     id = models.BigAutoField(primary_key=True)
     height = models.BigIntegerField()
     judged_at = models.DateTimeField()
-    chain = models.ForeignKey("consensus.Chain", on_delete=models.PROTECT, db_index=False, related_name="+")
+    chain = models.ForeignKey("consensus.Chain", on_delete=models.DO_NOTHING, db_index=False, related_name="+")
     rounds = models.SmallIntegerField(help_text="Rounds the height took.")
     commit_round = models.SmallIntegerField(null=True, blank=True)
     unknown = models.BooleanField(default=False, help_text="In a gap: ctop did not see all of it.")
@@ -55,10 +56,10 @@ class RoundVerdict(models.Model):
     prevote_nil_power = models.BigIntegerField()
     precommit_power = models.BigIntegerField(help_text="Precommitted for a block.")
     precommit_nil_power = models.BigIntegerField()
-    chain = models.ForeignKey("consensus.Chain", on_delete=models.PROTECT, db_index=False, related_name="+")
+    chain = models.ForeignKey("consensus.Chain", on_delete=models.DO_NOTHING, db_index=False, related_name="+")
     round = models.SmallIntegerField()
     proposer = models.ForeignKey(
-        "consensus.Validator", on_delete=models.PROTECT, null=True, blank=True, db_index=False, related_name="+"
+        "consensus.Validator", on_delete=models.DO_NOTHING, null=True, blank=True, db_index=False, related_name="+"
     )
 
     class Meta:
@@ -82,9 +83,9 @@ class ValidatorVerdict(models.Model):
     id = models.BigAutoField(primary_key=True)
     height = models.BigIntegerField()
     power = models.BigIntegerField()
-    chain = models.ForeignKey("consensus.Chain", on_delete=models.PROTECT, db_index=False, related_name="+")
+    chain = models.ForeignKey("consensus.Chain", on_delete=models.DO_NOTHING, db_index=False, related_name="+")
     validator = models.ForeignKey(
-        "consensus.Validator", on_delete=models.PROTECT, db_index=False, related_name="verdicts"
+        "consensus.Validator", on_delete=models.DO_NOTHING, db_index=False, related_name="verdicts"
     )
     prevotes = models.CharField(max_length=MAX_VERDICT_ROUNDS, help_text="One letter per round (the last 32).")
     precommits = models.CharField(max_length=MAX_VERDICT_ROUNDS)
@@ -101,6 +102,42 @@ class ValidatorVerdict(models.Model):
 
     def __str__(self) -> str:
         return f"{self.validator_id} h={self.height} {self.prevotes}/{self.precommits}"
+
+
+class VoterSet(models.Model):
+    """The columns of a height's history row: the validators judged at it, ascending by id. Sets
+    change rarely (joins, leaves), so a few rows serve millions of heights."""
+
+    id = models.AutoField(primary_key=True)  # 4 bytes in every history row
+    chain = models.ForeignKey("consensus.Chain", on_delete=models.DO_NOTHING, db_index=False, related_name="+")
+    validators = ArrayField(models.IntegerField(), help_text="Validator ids, ascending.")
+    digest = models.CharField(max_length=32, help_text="md5 of the array's text form: the natural key.")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["chain", "digest"], name="voterset_natural_key")]
+
+    def __str__(self) -> str:
+        return f"{self.chain_id} set of {len(self.validators)}"
+
+
+class HeightHistory(models.Model):
+    """The long-term record of a judged height, one packed row (README "Storage"): for every round
+    kept and every validator of `voters`, one byte, the prevote's letter code in the high nibble
+    and the precommit's in the low (analysis.history). ~230 bytes a height for 150 validators:
+    ~1.2 GB a chain-year. Kept after the per-validator verdicts are pruned."""
+
+    pk = models.CompositePrimaryKey("chain", "height")
+    height = models.BigIntegerField()
+    judged_at = models.DateTimeField()
+    voters = models.ForeignKey(VoterSet, on_delete=models.DO_NOTHING, db_index=False, related_name="+")
+    chain = models.ForeignKey("consensus.Chain", on_delete=models.DO_NOTHING, db_index=False, related_name="+")
+    rounds = models.SmallIntegerField(help_text="Rounds the height took (the letters keep the last 32).")
+    unknown = models.BooleanField(default=False)
+    from_commit = models.BooleanField(default=False)
+    letters = models.BinaryField(help_text="rounds kept x validators bytes, round by round.")
+
+    def __str__(self) -> str:
+        return f"{self.chain_id} h={self.height}"
 
 
 class AlertKind(models.TextChoices):

@@ -10,12 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.db import connection
-
-from consensus.models import Chain, Round, RoundStep, Step, Validator, Vote, VoteType
+from consensus.models import SKEW_UNIT, Chain, Round, RoundStep, Step, Validator, Vote, VoteType
 from consensus.selectors import latest_heights
 from validators.selectors import active_set, latest_known_set
 
+from .history import HeightLetters
 from .models import LATE, MISSED, NIL, SIGNED, UNKNOWN, HeightVerdict, ValidatorVerdict
 
 TWO_THIRDS = 200 / 3  # percent
@@ -107,10 +106,10 @@ def round_snapshot(chain: Chain, height: int | None = None, round_: int | None =
     members, snap.set_height = latest_known_set(chain.pk, height)
     marks: dict[tuple[int, int], Mark] = {}
     votes = Vote.objects.filter(chain=chain, height=height, round=round_)
-    for vid, vote_type, block, ts, received in votes.values_list(
-        "validator_id", "type", "block_hash", "timestamp", "received_at"
+    for vid, vote_type, block, skew, received in votes.values_list(
+        "validator_id", "type", "block_tag", "skew", "received_at"
     ):
-        marks[(vid, vote_type)] = Mark("block" if block is not None else "nil", ts, received)
+        marks[(vid, vote_type)] = _mark(block, skew, received)
     total = sum(m.voting_power for m in members) or 1
     for m in members:
         share = 100.0 * m.voting_power / total
@@ -123,6 +122,11 @@ def round_snapshot(chain: Chain, height: int | None = None, round_: int | None =
                 tally.nil += share
         snap.rows.append(Row(m.validator, m.voting_power, m.position, share, prevote, precommit))
     return snap
+
+
+def _mark(block_tag: int | None, skew: int, received: datetime) -> Mark:
+    """A stored vote as shown: its block or nil, its own timestamp (kept as an offset) and arrival."""
+    return Mark("block" if block_tag is not None else "nil", received + skew * SKEW_UNIT, received)
 
 
 @dataclass
@@ -200,10 +204,10 @@ def height_detail(chain: Chain, height: int) -> list[HeightRound]:
     ):
         steps.setdefault(r, []).append((step, seen))
     marks: dict[tuple[int, int, int], Mark] = {}
-    for r, vid, vote_type, block, ts, received in Vote.objects.filter(chain=chain, height=height).values_list(
-        "round", "validator_id", "type", "block_hash", "timestamp", "received_at"
+    for r, vid, vote_type, block, skew, received in Vote.objects.filter(chain=chain, height=height).values_list(
+        "round", "validator_id", "type", "block_tag", "skew", "received_at"
     ):
-        marks[(r, vid, vote_type)] = Mark("block" if block is not None else "nil", ts, received)
+        marks[(r, vid, vote_type)] = _mark(block, skew, received)
     members, _ = latest_known_set(chain.pk, height)
     out = []
     for r in sorted(set(rounds) | set(steps) | {k[0] for k in marks}):
@@ -233,14 +237,12 @@ def height_detail(chain: Chain, height: int) -> list[HeightRound]:
     return out
 
 
-def participation(validator: Validator, bucket: int = 100, buckets: int = 60) -> list[tuple[int, int, int]]:
-    """(first height of the bucket, heights judged, heights with a miss) for the latest `buckets`
-    buckets of `bucket` heights: one aggregate over the (validator, -height) verdict index."""
-    with connection.cursor() as cur:
-        cur.execute(
-            "SELECT height / %s * %s AS b, count(*), count(*) FILTER (WHERE missed)"
-            " FROM (SELECT height, missed FROM analysis_validatorverdict WHERE validator_id = %s"
-            " ORDER BY height DESC LIMIT %s) recent GROUP BY b ORDER BY b",
-            [bucket, bucket, validator.pk, bucket * buckets],
-        )
-        return [(int(b), n, missed) for b, n, missed in cur.fetchall()]
+def participation(heights: list[HeightLetters], bucket: int = 100) -> list[tuple[int, int, int]]:
+    """(first height of the bucket, heights judged, heights with a miss) per bucket of `bucket`
+    heights, oldest first, from a validator's history (analysis.history.validator_heights)."""
+    buckets: dict[int, list[int]] = {}
+    for h in heights:
+        tally = buckets.setdefault(h.height // bucket * bucket, [0, 0])
+        tally[0] += 1
+        tally[1] += h.missed
+    return [(b, n, missed) for b, (n, missed) in sorted(buckets.items())]

@@ -1,6 +1,7 @@
 """Retention of the analysis record: verdicts older than a cutoff go, in batches, by height (the
-same way consensus.retention prunes events). Verdicts are small beside the votes they summarise,
-so they are kept longer: prune_events prunes them only when asked (--verdicts-older-than)."""
+same way consensus.retention prunes events), and so does the history tier, separately: the
+per-validator verdicts are a hot tier (--verdicts-older-than), the packed history the long-term
+record (--history-older-than; kept until asked)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from datetime import datetime
 from consensus.models import Chain
 from consensus.retention import PruneReport, first_height_since, prune_below
 
-from .models import HeightVerdict, RoundVerdict, ValidatorVerdict
+from .models import HeightHistory, HeightVerdict, RoundVerdict, ValidatorVerdict, VoterSet
 
 # Every per-height table of the analysis, (chain_id, height) leading its natural key.
 VERDICT_TABLES = [ValidatorVerdict, RoundVerdict, HeightVerdict]
+# Everything of a chain the analysis keeps, for deleting a chain (VoterSet after the rows using it).
+CHAIN_TABLES = [*VERDICT_TABLES, HeightHistory, VoterSet]
 
 
 def prune_verdicts(
@@ -24,3 +27,13 @@ def prune_verdicts(
         below = first_height_since(HeightVerdict, chain, "judged_at", cutoff)
         if below is not None:
             prune_below(report, chain, VERDICT_TABLES, below, batch_size, dry_run)
+
+
+def prune_history(
+    report: PruneReport, *, cutoff: datetime, chains: Iterable[Chain], batch_size: int = 10_000, dry_run: bool = False
+) -> None:
+    """Delete (or count) the history rows of heights judged before `cutoff`."""
+    for chain in chains:
+        below = first_height_since(HeightHistory, chain, "judged_at", cutoff)
+        if below is not None:
+            prune_below(report, chain, [HeightHistory], below, batch_size, dry_run)

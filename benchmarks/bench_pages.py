@@ -1,6 +1,7 @@
 """Server time of every team page on a big database: 20 chains x 150 validators, the 50M votes of
-bench_analyzer and a verdict for every validator at every height (25M rows), through Django's full
-request path (middleware, session, template), measured in-process with the test client.
+bench_analyzer and a verdict for every validator at every height (25M rows, and the same in the
+history tier), plus a chain with a year of history (5.3M heights), through Django's full request
+path (middleware, session, template), measured in-process with the test client.
 
 Baseline, same run: the admin's login page (a template and a session, no data queries), so the
 ratios say what the data costs on top of Django itself. Each page's query count is printed too
@@ -27,10 +28,11 @@ def fill_verdicts() -> None:
     miss pattern as bench_analyzer's votes (once; later runs find them)."""
     from django.db import connection
 
+    from analysis import history
     from consensus.models import Chain
 
     with connection.cursor() as cur:
-        for chain in Chain.objects.filter(name__startswith="bench-").order_by("name"):
+        for chain in Chain.objects.filter(name__regex=r"^bench-[0-9]+$").order_by("name"):
             cur.execute("SELECT min(height) FROM analysis_heightverdict WHERE chain_id = %s", [chain.pk])
             first_judged = cur.fetchone()[0] or 1
             if first_judged <= 2:
@@ -58,9 +60,54 @@ def fill_verdicts() -> None:
                 " ORDER BY h ON CONFLICT DO NOTHING",
                 [chain.pk, first_judged - 1, ids, positions],
             )
+            # The same verdicts in the history tier: one packed row a height, validators ascending.
+            set_id = history.VoterSets().id_of(cur, chain.pk, sorted(ids))
+            order = sorted(range(len(ids)), key=lambda i: ids[i])
+            cur.execute(
+                "INSERT INTO analysis_heighthistory (chain_id, height, judged_at, voters_id, rounds, unknown,"
+                " from_commit, letters) SELECT %s, h, now(), %s, 1, false, false,"
+                " decode(string_agg(CASE WHEN (h + v.idx * 13) %% 500 = 0 THEN '33' ELSE '11' END, '' ORDER BY v.o),"
+                " 'hex') FROM generate_series(1, %s) h CROSS JOIN unnest(%s::int[], %s::int[]) v(idx, o)"
+                " GROUP BY h ON CONFLICT DO NOTHING",
+                [chain.pk, set_id, first_judged - 1, [positions[i] for i in order], list(range(len(ids)))],
+            )
             print(f"  {chain.name}: verdicts for heights 1..{first_judged - 1} in {time.perf_counter() - started:.0f}s")
         cur.execute("ANALYZE analysis_validatorverdict")
         cur.execute("ANALYZE analysis_heightverdict")
+        cur.execute("ANALYZE analysis_heighthistory")
+
+
+YEAR = 5_256_000  # heights of a year of 6 s blocks
+
+
+def fill_year() -> str:
+    """A chain with a year of history (4 validators, one packed row a height; a miss every 997th
+    height): what the validator page reads for a long-lived validator. Returns its name."""
+    from django.db import connection
+
+    from analysis import history
+    from consensus.models import Chain
+    from validators.services import Member, apply_set
+
+    chain, _ = Chain.objects.get_or_create(name="bench-year", defaults={"chain_id": "bench-year"})
+    if not chain.validators.exists():
+        apply_set(chain.pk, 1, [Member(f"FE{i:038X}", 1000, i) for i in range(4)])
+    ids = sorted(chain.validators.values_list("id", flat=True))
+    with connection.cursor() as cur:
+        cur.execute("SELECT count(*) FROM analysis_heighthistory WHERE chain_id = %s", [chain.pk])
+        if cur.fetchone()[0] < YEAR:
+            started = time.perf_counter()
+            set_id = history.VoterSets().id_of(cur, chain.pk, ids)
+            cur.execute(
+                "INSERT INTO analysis_heighthistory (chain_id, height, judged_at, voters_id, rounds, unknown,"
+                " from_commit, letters) SELECT %s, h, now(), %s, 1, false, false,"
+                " CASE WHEN h %% 997 = 0 THEN '\\x33111111'::bytea ELSE '\\x11111111'::bytea END"
+                " FROM generate_series(1, %s) h ON CONFLICT DO NOTHING",
+                [chain.pk, set_id, YEAR],
+            )
+            cur.execute("ANALYZE analysis_heighthistory")
+            print(f"  bench-year: {YEAR:,} heights of history in {time.perf_counter() - started:.0f}s")
+    return chain.name
 
 
 def main() -> None:
@@ -78,14 +125,17 @@ def main() -> None:
     from analysis.models import Alert, AlertKind, Severity
     from consensus.models import Chain, Round, Validator
 
-    chains = list(Chain.objects.filter(name__startswith="bench-").order_by("name"))
+    chains = list(Chain.objects.filter(name__regex=r"^bench-[0-9]+$").order_by("name"))
     if len(chains) != 20:
         raise SystemExit("run benchmarks.bench_analyzer first: it builds the data this benchmark reads")
     print("filling verdicts (first run only)...", flush=True)
     fill_verdicts()
+    year = fill_year()
+    year_validator = Validator.objects.filter(chain__name=year).order_by("id").first()
     with connection.cursor() as cur:
         cur.execute(
-            "SELECT (SELECT reltuples::bigint FROM pg_class WHERE relname = 'consensus_vote'),"
+            "SELECT (SELECT sum(c.reltuples)::bigint FROM pg_partition_tree('consensus_vote') t"
+            " JOIN pg_class c ON c.oid = t.relid WHERE t.isleaf),"
             " (SELECT reltuples::bigint FROM pg_class WHERE relname = 'analysis_validatorverdict')"
         )
         votes, verdicts = cur.fetchone()
@@ -117,7 +167,8 @@ def main() -> None:
         ("height detail", f"/chains/{chain.name}/heights/{top - 5}/", client),
         ("alerts list", "/alerts/?state=all", client),
         ("alert detail", f"/alerts/{alert.pk}/", client),
-        ("validator page (6,000 heights)", f"/chains/{chain.name}/validators/{validator.address}/", client),
+        ("validator page (10,000 heights)", f"/chains/{chain.name}/validators/{validator.address}/", client),
+        ("validator page, a year of history", f"/chains/{year}/validators/{year_validator.address}/", client),
         # Prometheus's scrape: every chain and validator, the last 100 judged heights each.
         ("/metrics (20 chains x 150 validators)", "/metrics", Client(HTTP_AUTHORIZATION="Bearer bench")),
     ]

@@ -79,7 +79,7 @@ def main() -> None:
 
     from consensus import protocol as p
     from consensus.ingest import StreamConsumer
-    from consensus.models import Chain, Validator, Vote
+    from consensus.models import Chain, Validator, Vote, block_tag
     from consensus.streams import GROUP, connect, stream_key
 
     client = connect()
@@ -114,19 +114,17 @@ def main() -> None:
         for raw in sample:
             v = p.decode_frame(raw)
             cur.execute(
-                "INSERT INTO consensus_vote (chain_id, height, round, type, validator_id, validator_index, block_hash,"
-                " timestamp, received_at, signature) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
+                "INSERT INTO consensus_vote (chain_id, height, round, type, validator_id, block_tag, received_at, skew)"
+                " VALUES (%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
                 [
                     chain.pk,
                     v.height,
                     v.round,
                     v.type,
                     ids[v.validator_address],
-                    v.validator_index,
-                    v.block_hash,
+                    block_tag(v.block_hash),
                     v.timestamp,
-                    v.timestamp,
-                    v.signature,
+                    0,
                 ],
             )
     naive = len(sample) / (time.perf_counter() - started)
@@ -136,26 +134,13 @@ def main() -> None:
     rows = []
     for raw in frames:
         v = p.decode_frame(raw)
-        rows.append(
-            (
-                chain.pk,
-                v.height,
-                v.round,
-                v.type,
-                ids[v.validator_address],
-                v.validator_index,
-                v.block_hash,
-                v.timestamp,
-                v.timestamp,
-                v.signature,
-            )
-        )
+        vid = ids[v.validator_address]
+        rows.append((chain.pk, v.height, v.round, v.type, vid, block_tag(v.block_hash), v.timestamp, 0))
     started = time.perf_counter()
     with (
         connection.cursor() as cur,
         cur.copy(
-            "COPY consensus_vote (chain_id, height, round, type, validator_id, validator_index, block_hash,"
-            " timestamp, received_at, signature) FROM STDIN"
+            "COPY consensus_vote (chain_id, height, round, type, validator_id, block_tag, received_at, skew) FROM STDIN"
         ) as copy,
     ):
         for row in rows:

@@ -8,7 +8,14 @@ padding is real disk.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
+from django.conf import settings
 from django.db import models
+
+
+def default_partition_heights() -> int:
+    return settings.CTOP["PARTITION_HEIGHTS"]
 
 
 class ChainIdMismatch(Exception):
@@ -28,6 +35,12 @@ class Chain(models.Model):
     enabled = models.BooleanField(default=True, help_text="Disabled chains are not watched by default.")
     rest_url = models.URLField(blank=True, help_text="Optional Cosmos SDK REST API (LCD) used for validator monikers.")
     created_at = models.DateTimeField(auto_now_add=True)
+    # Fixed when the chain is made: vote partitions of a chain must not overlap (consensus.partitions).
+    partition_heights = models.PositiveIntegerField(
+        default=default_partition_heights,
+        editable=False,
+        help_text="Heights per vote partition (settings.CTOP_PARTITION_HEIGHTS when the chain was added).",
+    )
 
     class Meta:
         ordering = ["name"]
@@ -103,38 +116,88 @@ class VoteType(models.IntegerChoices):
     PRECOMMIT = 2, "precommit"
 
 
-class Vote(models.Model):
-    """One vote of one validator in one round of one height, as seen on the websocket."""
+SKEW_UNIT = timedelta(milliseconds=10)
+SKEW_LIMIT = 32767  # int2: a vote's clock is kept to +-327.67 s of its arrival, clamped beyond
 
-    id = models.BigAutoField(primary_key=True)
+
+def block_tag(block_hash: bytes | None) -> int | None:
+    """A vote's block as the first 4 bytes of its hash (signed, as PostgreSQL's int4); None: nil."""
+    return int.from_bytes(block_hash[:4], "big", signed=True) if block_hash else None
+
+
+def skew_of(timestamp: datetime, received_at: datetime) -> int:
+    """The vote's own timestamp minus its arrival, in 10 ms units, clamped to int2."""
+    units = round((timestamp - received_at) / SKEW_UNIT)
+    return max(-SKEW_LIMIT, min(SKEW_LIMIT, units))
+
+
+class Vote(models.Model):
+    """One vote of one validator in one round of one height, as seen on the websocket.
+
+    The biggest table by far, so every byte counts (README "Storage"): the natural key is the
+    primary key (no surrogate id), the block is a 4-byte tag (the round's proposal holds the full
+    hash: Round.block_hash), the vote's own timestamp is kept as its offset from the arrival, the
+    validator's index is the set's (validators.Membership.position), and the signature is kept
+    only when CTOP_VOTE_SIGNATURES is on, in a table of its own (VoteSignature: a ninth column,
+    even NULL, would widen every row's null bitmap and cost 8 bytes). Physical column order (the
+    migration's CREATE TABLE) puts the 8-byte columns first: 56 bytes a row, no padding.
+    Range-partitioned by (chain, height): consensus.partitions.
+    """
+
+    pk = models.CompositePrimaryKey("chain", "height", "round", "type", "validator")
     height = models.BigIntegerField()
-    timestamp = models.DateTimeField(help_text="The vote's own timestamp (validator clock).")
     received_at = models.DateTimeField(help_text="When ctop's subscriber received the frame.")
-    # Events are never cascaded away by deleting a chain or validator: prune them first
-    # (`prune_events`); Django's Python-side cascade over millions of rows would take hours.
-    chain = models.ForeignKey(Chain, on_delete=models.PROTECT, db_index=False, related_name="+")
+    # Per-height rows are never cascaded by Django (its Python-side cascade over millions of rows
+    # would take hours): deleting a chain drops its partitions and deletes the rest in SQL first
+    # (consensus.signals). DO_NOTHING here; the database's foreign keys still refuse orphans.
+    chain = models.ForeignKey(Chain, on_delete=models.DO_NOTHING, db_index=False, related_name="+")
+    validator = models.ForeignKey(Validator, on_delete=models.DO_NOTHING, db_index=False, related_name="votes")
+    block_tag = models.IntegerField(null=True, blank=True, help_text="First 4 bytes of the block hash; NULL: nil.")
     type = models.SmallIntegerField(choices=VoteType.choices)
     # int32 on the wire, but a round past 32767 would take years of timeouts: the protocol layer
     # refuses such values, and 2 bytes keep the natural-key index tuple 8 bytes smaller.
     round = models.SmallIntegerField()
-    validator = models.ForeignKey(Validator, on_delete=models.PROTECT, db_index=False, related_name="votes")
-    validator_index = models.IntegerField()
-    block_hash = models.BinaryField(null=True, blank=True, help_text="NULL for a nil vote.")
-    signature = models.BinaryField(null=True, blank=True)
+    skew = models.SmallIntegerField(default=0, help_text="The vote's own timestamp minus received_at, 10 ms units.")
 
-    class Meta:
-        constraints = [
-            # The natural key; its index also serves "votes of height H" (height detail, analysis)
-            # and retention's "height < cutoff" batches.
-            models.UniqueConstraint(fields=["chain", "height", "round", "type", "validator"], name="vote_natural_key"),
-        ]
+    # No Meta: the table is made by hand (partitioned, 8-byte columns first): migration consensus 0007.
+
+    def __init__(self, *args, timestamp: datetime | None = None, block_hash: bytes | None = None, **kwargs) -> None:
+        # The wire's terms, for code and tests that build a vote from a decoded one.
+        if block_hash is not None:
+            kwargs.setdefault("block_tag", block_tag(block_hash))
+        super().__init__(*args, **kwargs)
+        if timestamp is not None and self.received_at is not None:
+            self.skew = skew_of(timestamp, self.received_at)
 
     def __str__(self) -> str:
         return f"{self.get_type_display()} h={self.height} r={self.round}"
 
     @property
+    def timestamp(self) -> datetime:
+        """The vote's own timestamp, to 10 ms (clamped at +-327 s from its arrival)."""
+        return self.received_at + self.skew * SKEW_UNIT
+
+    @property
     def is_nil(self) -> bool:
-        return not self.block_hash
+        return self.block_tag is None
+
+
+class VoteSignature(models.Model):
+    """A vote's signature, kept only with CTOP_VOTE_SIGNATURES on (off by default: ctop never
+    verifies signatures, and the chain's commit holds the canonical ones). Partitioned with the
+    votes, dropped with them."""
+
+    pk = models.CompositePrimaryKey("chain", "height", "round", "type", "validator")
+    height = models.BigIntegerField()
+    chain = models.ForeignKey(Chain, on_delete=models.DO_NOTHING, db_index=False, related_name="+")
+    validator = models.ForeignKey(Validator, on_delete=models.DO_NOTHING, db_index=False, related_name="+")
+    round = models.SmallIntegerField()
+    type = models.SmallIntegerField(choices=VoteType.choices)
+    signature = models.BinaryField()
+    # No Meta: the table is made by hand (partitioned): migration consensus 0007.
+
+    def __str__(self) -> str:
+        return f"signature h={self.height} r={self.round} t={self.type}"
 
 
 class Round(models.Model):
@@ -143,11 +206,11 @@ class Round(models.Model):
     id = models.BigAutoField(primary_key=True)
     height = models.BigIntegerField()
     started_at = models.DateTimeField(help_text="When ctop received the NewRound event.")
-    chain = models.ForeignKey(Chain, on_delete=models.PROTECT, db_index=False, related_name="+")
+    chain = models.ForeignKey(Chain, on_delete=models.DO_NOTHING, db_index=False, related_name="+")
     round = models.SmallIntegerField()
     proposer = models.ForeignKey(
         Validator,
-        on_delete=models.PROTECT,
+        on_delete=models.DO_NOTHING,
         null=True,
         blank=True,
         db_index=False,
@@ -184,7 +247,7 @@ class RoundStep(models.Model):
     id = models.BigAutoField(primary_key=True)
     height = models.BigIntegerField()
     seen_at = models.DateTimeField()
-    chain = models.ForeignKey(Chain, on_delete=models.PROTECT, db_index=False, related_name="+")
+    chain = models.ForeignKey(Chain, on_delete=models.DO_NOTHING, db_index=False, related_name="+")
     round = models.SmallIntegerField()
     step = models.SmallIntegerField(choices=Step.choices)
 
@@ -214,13 +277,13 @@ class CommitSignature(models.Model):
     id = models.BigAutoField(primary_key=True)
     height = models.BigIntegerField()
     timestamp = models.DateTimeField(null=True, blank=True)
-    chain = models.ForeignKey(Chain, on_delete=models.PROTECT, db_index=False, related_name="+")
+    chain = models.ForeignKey(Chain, on_delete=models.DO_NOTHING, db_index=False, related_name="+")
     round = models.SmallIntegerField(help_text="The commit round.")
     validator_index = models.IntegerField()
     flag = models.SmallIntegerField(choices=BlockIdFlag.choices)
     validator = models.ForeignKey(
         Validator,
-        on_delete=models.PROTECT,
+        on_delete=models.DO_NOTHING,
         null=True,
         blank=True,
         db_index=False,

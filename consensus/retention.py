@@ -1,4 +1,5 @@
-"""Retention: delete old consensus events in small batches, never holding long locks.
+"""Retention: old votes go a whole partition at a time (consensus.partitions: instant, no dead
+rows); the small per-height tables are deleted in short batches, never holding long locks.
 
 Old rows are found by height, not by time: "the first height with an event newer than the
 cutoff" is one walk along the natural-key index, and "height < cut" then uses the same index for
@@ -14,13 +15,17 @@ from datetime import datetime
 
 from django.db import connection, models, transaction
 
+from . import partitions
 from .models import Chain, CommitSignature, DeadLetter, Gap, Round, RoundStep, Vote
 
 log = logging.getLogger(__name__)
 
-# The event tables, with (chain_id, height) leading their natural-key index: pruned by height.
-# (The analysis prunes its own tables: analysis.retention.)
-HEIGHT_TABLES: list[type[models.Model]] = [Vote, RoundStep, CommitSignature, Round]
+# The event tables deleted in batches, with (chain_id, height) leading their natural-key index:
+# pruned by height. Votes go by partition. (The analysis prunes its own tables: analysis.retention.)
+HEIGHT_TABLES: list[type[models.Model]] = [RoundStep, CommitSignature, Round]
+VOTE_PARTITIONS = "consensus.Vote partitions"
+# A partition is compacted once the chain is this many heights past its end (late votes are done).
+COMPACT_AFTER = 1_000
 
 
 @dataclass
@@ -58,9 +63,10 @@ def cut_height(chain: Chain, cutoff: datetime) -> int | None:
 def delete_in_batches(table: str, where: str, params: list, batch_size: int) -> int:
     """DELETE ... WHERE `where`, `batch_size` rows per short transaction (no long locks)."""
     total = 0
+    # By ctid, the row's physical address: tables keyed by their natural key have no id column.
     sql = (
-        f"DELETE FROM {table} WHERE id IN "  # noqa: S608 - table names and conditions are ours, not input
-        f"(SELECT id FROM {table} WHERE {where} LIMIT %s)"
+        f"DELETE FROM {table} WHERE ctid = ANY(ARRAY("  # noqa: S608 - table names and conditions are ours
+        f"SELECT ctid FROM {table} WHERE {where} LIMIT %s))"
     )
     while True:
         with transaction.atomic(), connection.cursor() as cursor:
@@ -88,17 +94,34 @@ def prune_below(
 
 def prune(*, cutoff: datetime, chains: Iterable[Chain], batch_size: int = 10_000, dry_run: bool = False) -> PruneReport:
     report = PruneReport()
+    chains = list(chains)
     for chain in chains:
         below = cut_height(chain, cutoff)
         if below is None:
             continue
         report.cut_heights[chain.name] = below
+        report.add(VOTE_PARTITIONS, len(partitions.drop_below(chain.pk, below, dry_run)))
         prune_below(report, chain, HEIGHT_TABLES, below, batch_size, dry_run)
         gaps = Gap.objects.filter(chain=chain, to_height__lt=below)
         report.add(Gap._meta.label, gaps.count() if dry_run else gaps.delete()[0])
+    if not dry_run:
+        for chain in chains:
+            latest = Round.objects.filter(chain=chain).order_by("-height").values_list("height", flat=True).first()
+            if latest is not None:
+                compacted = partitions.compact(chain.pk, latest - COMPACT_AFTER)
+                report.add("consensus.Vote partitions compacted", len(compacted))
     if dry_run:
         report.add(DeadLetter._meta.label, DeadLetter.objects.filter(created_at__lt=cutoff).count())
     else:
         n = delete_in_batches(DeadLetter._meta.db_table, "created_at < %s", [cutoff], batch_size)
         report.add(DeadLetter._meta.label, n)
     return report
+
+
+def purge_chain(chain: Chain) -> None:
+    """Every per-height row of a chain, before the chain itself goes: its vote partitions are
+    dropped, the other tables deleted in SQL (no Python-side cascade over millions of rows)."""
+    partitions.drop_chain(chain.pk)
+    with connection.cursor() as cursor:
+        for model in [*HEIGHT_TABLES, Gap, DeadLetter]:
+            cursor.execute(f"DELETE FROM {model._meta.db_table} WHERE chain_id = %s", [chain.pk])  # noqa: S608

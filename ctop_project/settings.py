@@ -215,4 +215,10 @@ CTOP = {
     "METRICS_ALLOW": env.list("CTOP_METRICS_ALLOW", default=[]),
     # Validator gauges over the last N judged heights of each chain.
     "METRICS_WINDOW": env.int("CTOP_METRICS_WINDOW", default=100),
+    # Storage (README "Storage"). Heights per vote partition, fixed for a chain when it is added: a
+    # week of a 6 s chain, a day of a 0.9 s one. Retention drops whole partitions.
+    "PARTITION_HEIGHTS": env.int("CTOP_PARTITION_HEIGHTS", default=100_000),
+    # Keep each vote's 64-byte signature. Off: ctop never verifies them (the chain's commit holds the
+    # canonical precommit signatures), and they would be over half of every vote row.
+    "VOTE_SIGNATURES": env.bool("CTOP_VOTE_SIGNATURES", default=False),
 }

@@ -30,7 +30,6 @@ def play(chain, height, rounds: dict[int, dict[str, tuple[str, str]]], started=O
                         round=r,
                         type=vote_type,
                         validator_id=vid(chain, address),
-                        validator_index=0,
                         block_hash=BLOCK if mark == "S" else None,
                         timestamp=started,
                         received_at=started,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from consensus import protocol as p
 from consensus.ingest import StreamConsumer
-from consensus.models import Round, RoundStep, Vote
+from consensus.models import Round, RoundStep, Vote, block_tag
 from consensus.protocol.stream import KIND_FRAMES, StreamEntry, encode_frames
 from consensus.streams import stream_key
 
@@ -42,7 +42,7 @@ def drain(c: StreamConsumer, rounds: int = 50) -> None:
 
 def snapshot() -> dict:
     return {
-        "votes": sorted(Vote.objects.values_list("height", "round", "type", "validator__address", "block_hash")),
+        "votes": sorted(Vote.objects.values_list("height", "round", "type", "validator__address", "block_tag")),
         "rounds": sorted(Round.objects.values_list("height", "round", "proposer__address", "block_hash")),
         "steps": sorted(RoundStep.objects.values_list("height", "round", "step")),
     }
@@ -53,5 +53,5 @@ def expected_votes(lines) -> set:
     for line in lines:
         v = p.decode_frame(line)
         if isinstance(v, p.Vote):
-            out.add((v.height, v.round, v.type, v.validator_address, v.block_hash))
+            out.add((v.height, v.round, v.type, v.validator_address, block_tag(v.block_hash)))
     return out

@@ -211,7 +211,6 @@ def test_a_height_stuck_without_two_thirds_prevoting_is_a_live_halt_risk(net):
             round=0,
             type=VoteType.PREVOTE,
             validator_id=vid(net, address),
-            validator_index=0,
             block_hash=BLOCK,
             timestamp=OLD,
             received_at=OLD,

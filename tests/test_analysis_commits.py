@@ -25,7 +25,7 @@ def store_commit_as_events(chain: Chain, url: str, height: int, *, drop: str = "
     """Store the votes of `height` as if the node had relayed them, except `drop`'s (never relayed)."""
     commit = p.decode_commit(requests.get(f"{url}/commit", params={"height": height}, timeout=5).text)
     Round.objects.get_or_create(chain=chain, height=height, round=commit.round, defaults={"started_at": OLD})
-    for index, sig in enumerate(commit.signatures):
+    for sig in commit.signatures:
         if not sig.validator_address or sig.validator_address == drop:
             continue
         validator, _ = Validator.objects.get_or_create(chain=chain, address=sig.validator_address)
@@ -36,7 +36,6 @@ def store_commit_as_events(chain: Chain, url: str, height: int, *, drop: str = "
                 round=commit.round,
                 type=vote_type,
                 validator=validator,
-                validator_index=index,
                 block_hash=commit.block_hash if sig.flag == p.FLAG_COMMIT else None,
                 timestamp=OLD,
                 received_at=OLD,

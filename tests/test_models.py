@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import IntegrityError, transaction
 
-from consensus.models import Chain, ChainIdMismatch, Round, RoundStep, Step, Validator, Vote, VoteType
+from consensus import partitions
+from consensus.models import (
+    SKEW_LIMIT,
+    Chain,
+    ChainIdMismatch,
+    Round,
+    RoundStep,
+    Step,
+    Validator,
+    Vote,
+    VoteType,
+    block_tag,
+)
 
 NOW = datetime(2026, 11, 28, tzinfo=UTC)
 
@@ -19,11 +31,9 @@ def make_vote(chain, validator, **kw) -> Vote:
         round=0,
         type=VoteType.PREVOTE,
         validator=validator,
-        validator_index=0,
         block_hash=bytes(32),
         timestamp=NOW,
         received_at=NOW,
-        signature=b"sig",
     )
     fields.update(kw)
     return Vote(**fields)
@@ -34,13 +44,29 @@ def test_vote_natural_key_rejects_a_duplicate(chain):
     v = Validator.objects.create(chain=chain, address="AB" * 20)
     make_vote(chain, v).save()
     with pytest.raises(IntegrityError), transaction.atomic():
-        make_vote(chain, v, received_at=NOW.replace(second=5)).save()
+        make_vote(chain, v, received_at=NOW.replace(second=5)).save(force_insert=True)
     # Idempotent bulk path used by the pipeline: a redelivered batch is a no-op.
     Vote.objects.bulk_create([make_vote(chain, v), make_vote(chain, v, type=VoteType.PRECOMMIT)], ignore_conflicts=True)
     assert Vote.objects.count() == 2
     # A nil vote in another round is a different vote.
     make_vote(chain, v, round=1, block_hash=None).save()
-    assert Vote.objects.filter(block_hash__isnull=True).get().is_nil
+    assert Vote.objects.filter(block_tag__isnull=True).get().is_nil
+
+
+@pytest.mark.django_db
+def test_a_vote_keeps_its_block_tag_and_its_own_time_to_ten_milliseconds(chain):
+    v = Validator.objects.create(chain=chain, address="AB" * 20)
+    block = bytes.fromhex("FEDCBA98") + bytes(28)
+    early = NOW - timedelta(seconds=1, milliseconds=234)
+    make_vote(chain, v, block_hash=block, timestamp=early).save()
+    make_vote(chain, v, type=VoteType.PRECOMMIT, timestamp=NOW + timedelta(hours=1)).save()
+    prevote, precommit = Vote.objects.order_by("type")
+    assert prevote.block_tag == block_tag(block) == -0x01234568  # signed, as PostgreSQL's int4
+    assert prevote.skew == -123 and prevote.timestamp == NOW - timedelta(seconds=1, milliseconds=230)
+    # A clock an hour off is kept as "at least 327 s off": all a skew diagnostic needs.
+    assert precommit.skew == SKEW_LIMIT and precommit.timestamp == NOW + timedelta(seconds=327.67)
+    # The rows live in the chain's partition, made on first write.
+    assert [(p.lo, p.hi) for p in partitions.existing(chain.pk)] == [(0, chain.partition_heights)]
 
 
 @pytest.mark.django_db

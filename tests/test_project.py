@@ -65,7 +65,7 @@ def test_migrations_created_the_natural_keys_and_history_constraint():
             "SELECT conname FROM pg_constraint WHERE conname = ANY(%s)",
             [
                 [
-                    "vote_natural_key",
+                    "consensus_vote_pkey",
                     "round_natural_key",
                     "roundstep_natural_key",
                     "membership_no_overlap",
@@ -76,7 +76,7 @@ def test_migrations_created_the_natural_keys_and_history_constraint():
         )
         found = {row[0] for row in cur.fetchall()}
     assert found == {
-        "vote_natural_key",
+        "consensus_vote_pkey",  # the natural key is the primary key (partitioned: consensus 0007)
         "round_natural_key",
         "roundstep_natural_key",
         "membership_no_overlap",

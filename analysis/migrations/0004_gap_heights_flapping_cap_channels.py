@@ -7,11 +7,12 @@ def telegram_base_out_of_target(apps, schema_editor):
     """Telegram channels with a custom Bot API server kept it in `target` (and the chat id was then
     taken, wrongly, from the token): the server moves to api_url; the chat id must be set by hand."""
     Channel = apps.get_model("analysis", "NotificationChannel")
-    for channel in Channel.objects.filter(kind="telegram", target__startswith="http"):
+    db = schema_editor.connection.alias  # the database being migrated, not necessarily "default"
+    for channel in Channel.objects.using(db).filter(kind="telegram", target__startswith="http"):
         channel.api_url, channel.target = channel.target, ""
         channel.enabled = False
         channel.last_error = "set the chat id in target (the Bot API server is now in api_url)"
-        channel.save()
+        channel.save(using=db)
 
 
 class Migration(migrations.Migration):

@@ -1,5 +1,6 @@
 """One validator: participation over time (an SVG bar chart drawn on the server), recent misses,
-and its active-set history (joins, leaves, power changes)."""
+and its active-set history (joins, leaves, power changes). Participation and misses come from the
+history tier (analysis.history): kept for years, after the per-validator verdicts are pruned."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ from django.shortcuts import get_object_or_404, render
 from consensus.models import Validator
 from validators.models import SetMembership
 
-from ..models import Alert, HeightVerdict, ValidatorVerdict
+from ..history import validator_heights
+from ..models import Alert
 from ..pagedata import participation
 
-CHART_W, CHART_H, BUCKET = 600, 120, 100
+CHART_W, CHART_H, BUCKET, BUCKETS = 600, 120, 100, 100
 
 
 def chart(buckets: list[tuple[int, int, int]]) -> list[dict]:
@@ -41,20 +43,11 @@ def chart(buckets: list[tuple[int, int, int]]) -> list[dict]:
 @login_required
 def validator_detail(request: HttpRequest, name: str, address: str) -> HttpResponse:
     validator = get_object_or_404(Validator.objects.select_related("chain"), chain__name=name, address=address.upper())
-    buckets = participation(validator, BUCKET, 60)
-    # The (validator, -height) verdict index: newest misses first.
-    misses = list(
-        ValidatorVerdict.objects.filter(validator=validator, missed=True)
-        .order_by("-height")
-        .values_list("height", "prevotes", "precommits")[:50]
-    )
-    # Heights ctop did not see, judged from the chain's commit: said so beside each.
-    from_commit = set(
-        HeightVerdict.objects.filter(
-            chain_id=validator.chain_id, height__in=[h for h, _, _ in misses], from_commit=True
-        ).values_list("height", flat=True)
-    )
-    misses = [(h, pv, pc, h in from_commit) for h, pv, pc in misses]
+    # Its latest 10,000 judged heights, newest first: one walk of the history's key.
+    heights = validator_heights(validator.chain_id, validator.pk, BUCKET * BUCKETS)
+    buckets = participation(heights, BUCKET)[-BUCKETS:]
+    # Newest misses first; heights ctop did not see, judged from the chain's commit, say so.
+    misses = [(h.height, h.prevotes, h.precommits, h.from_commit) for h in heights if h.missed][:50]
     memberships = SetMembership.objects.filter(validator=validator).order_by("-heights")[:100]
     alerts = Alert.objects.filter(validator=validator).order_by("-opened_at")[:20]
     judged = sum(b[1] for b in buckets)

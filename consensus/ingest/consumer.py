@@ -25,6 +25,7 @@ from django.db.utils import DataError
 from common.backoff import Backoff
 from common.text import first_line
 from consensus.models import Chain
+from consensus.partitions import PartitionCache
 from consensus.streams import GROUP, group_info, stream_key
 
 from .committer import Committer
@@ -91,6 +92,7 @@ class StreamConsumer:
         self.claim_idle_ms = claim_idle_ms
         self.publisher = publisher
         self.validators = ValidatorCache()
+        self.partitions = PartitionCache()  # the vote partitions this consumer made sure of
         self.dead_letters = DeadLetterBudget()
         self.stats = Stats()
         self.stop = threading.Event()
@@ -148,7 +150,7 @@ class StreamConsumer:
         started = time.monotonic()
         work.batch.dead = self.dead_letters.admit(work.batch.dead)
         try:
-            persist(work.batch, self.validators)
+            persist(work.batch, self.validators, self.partitions)
         except (OperationalError, InterfaceError) as exc:
             return self._database_unavailable(exc)
         except (IntegrityError, DataError, DatabaseError) as exc:
@@ -217,7 +219,7 @@ class StreamConsumer:
                 one = Work([(key, [item])], Batch())
                 decode_into(one.batch, key, item[0], item[1], chain.pk, chain.name)
                 try:
-                    persist(one.batch, self.validators)
+                    persist(one.batch, self.validators, self.partitions)
                 except (OperationalError, InterfaceError) as exc:
                     return self._database_unavailable(exc)
                 except DatabaseError as exc:
@@ -225,7 +227,7 @@ class StreamConsumer:
                     letter = Batch(
                         dead=[dead_row(chain.pk, key, entry_id, -1, str(item[1]), f"refused by the database: {exc}")]
                     )
-                    persist(letter, self.validators)
+                    persist(letter, self.validators, self.partitions)
                     one = Work(one.entries, letter)
                 self._ack(one.entries)
                 self.after_commit(one, 0.0)

@@ -6,10 +6,12 @@ from __future__ import annotations
 import logging
 
 import psycopg
+from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 
 from consensus.identity import MAX_VALIDATORS_PER_CHAIN, validator_ids
-from consensus.models import DeadLetter
+from consensus.models import DeadLetter, block_tag, skew_of
+from consensus.partitions import PartitionCache
 
 from .decode import Batch
 
@@ -17,17 +19,14 @@ log = logging.getLogger("ctop.stream")
 
 _STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS stage_vote (
-    chain_id smallint, height bigint, round smallint, type smallint, validator_id integer,
-    validator_index integer, block_hash bytea, "timestamp" timestamptz, received_at timestamptz, signature bytea
+    height bigint, received_at timestamptz, validator_id integer, block_tag integer, chain_id smallint,
+    round smallint, type smallint, skew smallint
 ) ON COMMIT DELETE ROWS
 """
 
-_VOTE_COLUMNS = (
-    'chain_id, height, round, type, validator_id, validator_index, block_hash, "timestamp", received_at, signature'
-)
-
-
-_VOTE_TYPES = ["int2", "int8", "int2", "int2", "int4", "int4", "bytea", "timestamptz", "timestamptz", "bytea"]
+# In the table's physical order (consensus 0007).
+_VOTE_COLUMNS = "height, received_at, validator_id, block_tag, chain_id, round, type, skew"
+_VOTE_TYPES = ["int8", "timestamptz", "int4", "int4", "int2", "int2", "int2", "int2"]
 _INSERT_VOTES = (
     f"INSERT INTO consensus_vote ({_VOTE_COLUMNS}) SELECT {_VOTE_COLUMNS} FROM stage_vote ON CONFLICT DO NOTHING"  # noqa: S608
 )
@@ -84,8 +83,28 @@ class ValidatorCache:
         self._ids.clear()
 
 
-def persist(batch: Batch, validators: ValidatorCache) -> dict[str, int]:
+def persist(batch: Batch, validators: ValidatorCache, partitions: PartitionCache | None = None) -> dict[str, int]:
     """Write everything in `batch` atomically. Returns rows inserted per table (new rows only)."""
+    partitions = partitions or PartitionCache()
+    # Partitions first, each in its own short transaction (never under this batch's locks).
+    partitions.ensure({(v[0], v[1]) for v in batch.votes})
+    try:
+        return _persist(batch, validators)
+    except psycopg.errors.CheckViolation as exc:  # "no partition of relation ... found for row"
+        if "no partition" not in str(exc):
+            raise
+    except IntegrityError as exc:
+        if "no partition" not in str(exc):
+            raise
+    # A partition this writer made went away (a rolled-back transaction, an operator): once more.
+    log.warning("a vote partition is missing; making sure of them again")
+    partitions.forget()
+    partitions.ensure({(v[0], v[1]) for v in batch.votes})
+    return _persist(batch, validators)
+
+
+def _persist(batch: Batch, validators: ValidatorCache) -> dict[str, int]:
+    keep_signatures = settings.CTOP["VOTE_SIGNATURES"]
     wanted = {(v.chain_id, v.address) for v in batch.votes}
     wanted |= {(k[0], r.proposer_address) for k, r in batch.rounds.items() if r.proposer_address}
     wanted |= {(k[0], s.address) for k, s in batch.commit_sigs.items() if s.address}
@@ -95,12 +114,22 @@ def persist(batch: Batch, validators: ValidatorCache) -> dict[str, int]:
         with connection.cursor() as cur:
             if batch.votes:
                 rows = [
-                    (c, h, r, t, ids[(c, addr)], idx, block, ts, recv, sig)
-                    for c, h, r, t, addr, idx, block, ts, recv, sig in batch.votes
+                    (h, recv, ids[(c, addr)], block_tag(block), c, r, t, skew_of(ts, recv))
+                    for c, h, r, t, addr, _index, block, ts, recv, _sig in batch.votes
                     if (c, addr) in ids
                 ]
                 validators.refused += len(batch.votes) - len(rows)
                 counts["votes"] = _copy_votes(cur, rows) if rows else 0
+                if keep_signatures:
+                    cur.executemany(
+                        "INSERT INTO consensus_votesignature (height, validator_id, chain_id, round, type, signature)"
+                        " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                        [
+                            (h, ids[(c, addr)], c, r, t, sig)
+                            for c, h, r, t, addr, _index, _block, _ts, _recv, sig in batch.votes
+                            if sig and (c, addr) in ids
+                        ],
+                    )
             if batch.rounds:
                 rows = [
                     (

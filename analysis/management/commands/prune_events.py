@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.management.base import CommandError
 from django.utils import timezone
 
-from analysis.retention import prune_verdicts
+from analysis.retention import prune_history, prune_verdicts
 from common.cli import CtopCommand, parse_duration
 from common.commands import require_database
 from consensus.models import Chain
@@ -14,7 +14,10 @@ from consensus.retention import prune
 
 
 class Command(CtopCommand):
-    help = "Delete consensus events (and, when asked, verdicts) older than a duration, in small batches."
+    help = (
+        "Drop vote partitions and delete other consensus events older than a duration (and, when asked,"
+        " verdicts and history); compact vote partitions no longer written."
+    )
 
     def add_arguments(self, parser) -> None:
         parser.add_argument(
@@ -32,6 +35,12 @@ class Command(CtopCommand):
             type=parse_duration,
             default=None,
             help="Also delete verdicts of heights judged longer ago than this, e.g. 365d (default: keep them).",
+        )
+        parser.add_argument(
+            "--history-older-than",
+            type=parse_duration,
+            default=None,
+            help="Also delete the packed history of heights judged longer ago than this (default: keep it).",
         )
         parser.add_argument("--dry-run", action="store_true", help="Count what would go; delete nothing.")
 
@@ -53,6 +62,14 @@ class Command(CtopCommand):
             prune_verdicts(
                 report,
                 cutoff=timezone.now() - opts["verdicts_older_than"],
+                chains=chains,
+                batch_size=opts["batch_size"],
+                dry_run=opts["dry_run"],
+            )
+        if opts["history_older_than"] is not None:
+            prune_history(
+                report,
+                cutoff=timezone.now() - opts["history_older_than"],
                 chains=chains,
                 batch_size=opts["batch_size"],
                 dry_run=opts["dry_run"],
