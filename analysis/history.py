@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import connection
+from django.db import connection, transaction
 
 from validators.models import SetMembership
 
@@ -58,8 +58,9 @@ def unpack(letters: bytes, n: int, i: int) -> tuple[str, str]:
 
 
 class VoterSets:
-    """(chain, ids) -> VoterSet id, remembered; made on first sight (concurrent analyzers agree
-    through the natural key)."""
+    """(chain, ids) -> VoterSet id, remembered once committed (a rolled-back insert must not leave
+    an id for a row that is not there); made on first sight (concurrent analyzers agree through the
+    natural key)."""
 
     def __init__(self) -> None:
         self._ids: dict[tuple[int, str], int] = {}
@@ -74,7 +75,8 @@ class VoterSets:
                 [chain_id, voters, key[1]],
             )
             cur.execute("SELECT id FROM analysis_voterset WHERE chain_id = %s AND digest = %s", key)
-            found = self._ids[key] = cur.fetchone()[0]
+            found = cur.fetchone()[0]
+            transaction.on_commit(lambda: self._ids.__setitem__(key, found))
         return found
 
 

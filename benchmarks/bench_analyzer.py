@@ -103,7 +103,7 @@ def main() -> None:
 
     with connection.cursor() as cur:
         cur.execute(
-            "SELECT sum(c.reltuples)::bigint FROM pg_partition_tree('consensus_vote') t"
+            "SELECT coalesce(sum(greatest(c.reltuples, 0)), 0)::bigint FROM pg_partition_tree('consensus_vote') t"
             " JOIN pg_class c ON c.oid = t.relid WHERE t.isleaf"
         )
         stored = cur.fetchone()[0]

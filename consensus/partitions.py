@@ -130,17 +130,24 @@ class PartitionCache:
         self._known: set[tuple[int, int]] = set()  # (chain_id, lo)
 
     def ensure(self, keys: Iterable[tuple[int, int]]) -> None:
-        """`keys`: (chain_id, height) of the rows about to be written."""
+        """`keys`: (chain_id, height) of the rows about to be written. The partition a row falls in
+        is required (its failure raises: the batch is retried); the one ahead is best effort (a
+        lock held by a backup must not stop ingestion: it is tried again with the next batch)."""
         for chain_id, height in keys:
             span = self._spans.get(chain_id)
             if span is None:
                 span = self._spans[chain_id] = span_of(chain_id)
             lo = height - height % span
-            nxt = (chain_id, lo + span) if height - lo >= AHEAD * span else None
-            if (chain_id, lo) in self._known and (nxt is None or nxt in self._known):
-                continue
-            for a, _ in ensure(chain_id, height, span):
-                self._known.add((chain_id, a))
+            if (chain_id, lo) not in self._known:
+                create(chain_id, lo, lo + span)
+                self._known.add((chain_id, lo))
+            if height - lo >= AHEAD * span and (chain_id, lo + span) not in self._known:
+                try:
+                    create(chain_id, lo + span, lo + 2 * span)
+                except DatabaseError as exc:
+                    log.warning("vote partition ahead of chain %s not made yet (%s); trying again later", chain_id, exc)
+                    continue
+                self._known.add((chain_id, lo + span))
 
     def forget(self) -> None:
         self._known.clear()
@@ -148,27 +155,30 @@ class PartitionCache:
 
 
 def detach_and_drop(part: Partition) -> None:
-    """Detach without blocking writers (CONCURRENTLY: outside any transaction), then drop; the
-    signatures table's twin too."""
+    """Detach without blocking writers (CONCURRENTLY: outside any transaction; a detach left
+    pending by an interrupted run is finished first), then drop; the signatures twin before the
+    vote partition, so a failure never leaves a twin nobody lists."""
     with connection.cursor() as cur:
-        cur.execute(f"SET lock_timeout = {LOCK_TIMEOUT_MS}")
-        try:
-            for parent in PARENTS:
-                name = partition_name(part.chain_id, part.lo, parent) if parent != PARENT else part.name
-                cur.execute("SELECT to_regclass(%s)", [f'"{name}"'])
-                if cur.fetchone()[0] is None:
-                    continue
+        for parent in reversed(PARENTS):
+            name = partition_name(part.chain_id, part.lo, parent) if parent != PARENT else part.name
+            cur.execute(
+                "SELECT i.inhdetachpending FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+                " WHERE c.relname = %s",
+                [name],
+            )
+            row = cur.fetchone()
+            if row is not None:
                 if connection.in_atomic_block:  # a chain's deletion, a test: a plain detach
                     # Deferred foreign-key checks of rows written in this transaction run now, or
                     # the table they concern could not be dropped.
                     cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
                     cur.execute(f'ALTER TABLE {parent} DETACH PARTITION "{name}"')
                     cur.execute("SET CONSTRAINTS ALL DEFERRED")
+                elif row[0]:
+                    cur.execute(f'ALTER TABLE {parent} DETACH PARTITION "{name}" FINALIZE')
                 else:
                     cur.execute(f'ALTER TABLE {parent} DETACH PARTITION "{name}" CONCURRENTLY')
-                cur.execute(f'DROP TABLE "{name}"')
-        finally:
-            cur.execute("SET lock_timeout = 0")
+            cur.execute(f'DROP TABLE IF EXISTS "{name}"')
     log.info("vote partition %s dropped: chain %s heights %s..%s", part.name, part.chain_id, part.lo, part.hi - 1)
 
 
@@ -176,10 +186,17 @@ def drop_below(chain_id: int, below: int, dry_run: bool = False) -> list[Partiti
     """Drop the partitions of a chain whose every height is below `below`. A partition that
     straddles `below` stays whole: retention keeps at most one partition more than asked."""
     gone = [p for p in existing(chain_id) if p.hi <= below]
-    if not dry_run:
-        for p in gone:
+    if dry_run:
+        return gone
+    dropped = []
+    for p in gone:
+        try:
             detach_and_drop(p)
-    return gone
+        except DatabaseError as exc:  # one stuck partition must not stop the others' retention
+            log.warning("vote partition %s not dropped this time: %s", p.name, exc)
+            continue
+        dropped.append(p)
+    return dropped
 
 
 def drop_chain(chain_id: int) -> None:

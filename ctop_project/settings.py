@@ -222,3 +222,8 @@ CTOP = {
     # canonical precommit signatures), and they would be over half of every vote row.
     "VOTE_SIGNATURES": env.bool("CTOP_VOTE_SIGNATURES", default=False),
 }
+if CTOP["PARTITION_HEIGHTS"] < 1000:
+    raise ImproperlyConfigured(
+        f"CTOP_PARTITION_HEIGHTS must be at least 1000 (got {CTOP['PARTITION_HEIGHTS']}): a partition per few"
+        " heights would make thousands of tables"
+    )

@@ -84,3 +84,24 @@ def test_the_validator_page_reads_the_history_after_the_verdicts_are_pruned(net,
     assert HeightHistory.objects.count() == 5  # a year is kept
     call_command("prune_events", "--older-than", "14d", "--history-older-than", "30d")
     assert not HeightHistory.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_rolled_back_voter_set_is_not_remembered(chain):
+    """An analyzer whose transaction rolls back must not keep the id of a set row that is gone:
+    its next recording would fail on the foreign key, height after height."""
+    from django.db import transaction
+
+    sets = history.VoterSets()
+
+    def failed_recording() -> None:
+        with transaction.atomic(), connection.cursor() as cur:
+            sets.id_of(cur, chain.pk, [1, 2])
+            raise RuntimeError("the recording failed")
+
+    with pytest.raises(RuntimeError):
+        failed_recording()
+    assert not VoterSet.objects.exists()
+    with transaction.atomic(), connection.cursor() as cur:
+        made = sets.id_of(cur, chain.pk, [1, 2])
+    assert VoterSet.objects.filter(pk=made).exists()

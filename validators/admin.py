@@ -20,6 +20,10 @@ class ValidatorAdmin(admin.ModelAdmin):
     paginator = EstimatedCountPaginator
     page = page_link("participation")
 
+    def has_delete_permission(self, request, obj=None) -> bool:
+        # A validator's votes, verdicts and history refer to it: it goes with its chain, not alone.
+        return False
+
     @admin.display(description="active-set history")
     def membership_link(self, obj: Validator) -> str:
         url = reverse("admin:validators_setmembership_changelist") + f"?validator__id__exact={obj.pk}"

@@ -23,10 +23,9 @@ ALTER INDEX vote_natural_key RENAME TO vote_old_natural_key;
 CREATE TABLE consensus_vote (
     height bigint NOT NULL,
     received_at timestamptz NOT NULL,
-    validator_id integer NOT NULL
-        REFERENCES validators_validator (id) DEFERRABLE INITIALLY DEFERRED,
+    validator_id integer NOT NULL,
     block_tag integer NULL,
-    chain_id smallint NOT NULL REFERENCES consensus_chain (id) DEFERRABLE INITIALLY DEFERRED,
+    chain_id smallint NOT NULL,
     round smallint NOT NULL,
     type smallint NOT NULL,
     skew smallint NOT NULL DEFAULT 0,
@@ -34,14 +33,23 @@ CREATE TABLE consensus_vote (
 ) PARTITION BY RANGE (chain_id, height);
 CREATE TABLE consensus_votesignature (
     height bigint NOT NULL,
-    validator_id integer NOT NULL
-        REFERENCES validators_validator (id) DEFERRABLE INITIALLY DEFERRED,
-    chain_id smallint NOT NULL REFERENCES consensus_chain (id) DEFERRABLE INITIALLY DEFERRED,
+    validator_id integer NOT NULL,
+    chain_id smallint NOT NULL,
     round smallint NOT NULL,
     type smallint NOT NULL,
     signature bytea NOT NULL,
     PRIMARY KEY (chain_id, height, round, type, validator_id)
 ) PARTITION BY RANGE (chain_id, height);
+"""
+
+FOREIGN_KEYS = """
+ALTER TABLE consensus_vote ADD FOREIGN KEY (validator_id) REFERENCES validators_validator (id)
+    DEFERRABLE INITIALLY DEFERRED;
+ALTER TABLE consensus_vote ADD FOREIGN KEY (chain_id) REFERENCES consensus_chain (id) DEFERRABLE INITIALLY DEFERRED;
+ALTER TABLE consensus_votesignature ADD FOREIGN KEY (validator_id) REFERENCES validators_validator (id)
+    DEFERRABLE INITIALLY DEFERRED;
+ALTER TABLE consensus_votesignature ADD FOREIGN KEY (chain_id) REFERENCES consensus_chain (id)
+    DEFERRABLE INITIALLY DEFERRED;
 """
 
 COPY_VOTES = """
@@ -85,6 +93,9 @@ def move_votes(apps, schema_editor) -> None:
         cur.execute(COPY_VOTES)
         if settings.CTOP["VOTE_SIGNATURES"]:
             cur.execute(COPY_SIGNATURES)
+        # Foreign keys after the copy: checked in one pass each, not queued per row until commit
+        # (hundreds of millions of pending trigger events would not fit in memory).
+        cur.execute(FOREIGN_KEYS)
         cur.execute("DROP TABLE consensus_vote_old")
 
 
