@@ -23,6 +23,7 @@ from benchmarks._setup import setup_django
 
 CHAINS = 20
 VALIDATORS = 150
+BENCH_CHAINS = r"^bench-[0-9]+$"  # the generated chains (bench_pages adds bench-year beside them)
 BLOCK_SECONDS = 6
 
 
@@ -119,7 +120,7 @@ def main() -> None:
             "SELECT pg_size_pretty(sum(pg_total_relation_size(relid))) FROM pg_partition_tree('consensus_vote')"
         )
         size = cur.fetchone()[0]
-    chains = list(Chain.objects.filter(name__startswith="bench-").order_by("name"))
+    chains = list(Chain.objects.filter(name__regex=BENCH_CHAINS).order_by("name"))
     print(f"votes stored: {stored:,} ({size}), chains: {len(chains)}, validators per chain: {VALIDATORS}")
 
     analyzer = MissingVoteAnalyzer(chains, fetch_sets=False, fetch_commits=False, backlog=100)

@@ -19,6 +19,7 @@ import statistics
 import time
 
 from benchmarks._setup import setup_django
+from benchmarks.bench_analyzer import BENCH_CHAINS
 
 VALIDATORS = 150
 
@@ -32,7 +33,7 @@ def fill_verdicts() -> None:
     from consensus.models import Chain
 
     with connection.cursor() as cur:
-        for chain in Chain.objects.filter(name__regex=r"^bench-[0-9]+$").order_by("name"):
+        for chain in Chain.objects.filter(name__regex=BENCH_CHAINS).order_by("name"):
             cur.execute("SELECT min(height) FROM analysis_heightverdict WHERE chain_id = %s", [chain.pk])
             first_judged = cur.fetchone()[0] or 1
             if first_judged <= 2:
@@ -125,7 +126,7 @@ def main() -> None:
     from analysis.models import Alert, AlertKind, Severity
     from consensus.models import Chain, Round, Validator
 
-    chains = list(Chain.objects.filter(name__regex=r"^bench-[0-9]+$").order_by("name"))
+    chains = list(Chain.objects.filter(name__regex=BENCH_CHAINS).order_by("name"))
     if len(chains) != 20:
         raise SystemExit("run benchmarks.bench_analyzer first: it builds the data this benchmark reads")
     print("filling verdicts (first run only)...", flush=True)

@@ -101,18 +101,6 @@ def create(chain_id: int, lo: int, hi: int) -> bool:
     return made
 
 
-def ensure(chain_id: int, height: int, span: int) -> list[tuple[int, int]]:
-    """Make sure the partition holding `height` exists, and the next one when `height` is near the
-    end of its own. Returns the (lo, hi) ranges it made sure of."""
-    lo = height - height % span
-    ranges = [(lo, lo + span)]
-    if height - lo >= AHEAD * span:
-        ranges.append((lo + span, lo + 2 * span))
-    for a, b in ranges:
-        create(chain_id, a, b)
-    return ranges
-
-
 def ensure_range(chain_id: int, lo: int, hi: int) -> None:
     """Every partition a chain needs for heights lo..hi (bulk loads: benchmarks, tests)."""
     span = span_of(chain_id)

@@ -7,7 +7,7 @@ from django.db.models.signals import pre_delete, pre_save
 from django.dispatch import receiver
 
 from .models import Chain, Vote, VoteSignature
-from .partitions import ensure, span_of
+from .partitions import PartitionCache
 from .retention import purge_chain
 
 
@@ -19,4 +19,5 @@ def purge_chain_rows(sender, instance: Chain, **kwargs) -> None:
 @receiver(pre_save, sender=Vote)
 @receiver(pre_save, sender=VoteSignature)
 def make_partition(sender, instance: Vote | VoteSignature, **kwargs) -> None:
-    ensure(instance.chain_id, instance.height, span_of(instance.chain_id))
+    # A cache of its own each time: an ORM write may be rolled back with the partition it made.
+    PartitionCache().ensure([(instance.chain_id, instance.height)])

@@ -86,20 +86,19 @@ class ValidatorCache:
 def persist(batch: Batch, validators: ValidatorCache, partitions: PartitionCache | None = None) -> dict[str, int]:
     """Write everything in `batch` atomically. Returns rows inserted per table (new rows only)."""
     partitions = partitions or PartitionCache()
+    keys = {(v[0], v[1]) for v in batch.votes}
     # Partitions first, each in its own short transaction (never under this batch's locks).
-    partitions.ensure({(v[0], v[1]) for v in batch.votes})
+    partitions.ensure(keys)
     try:
         return _persist(batch, validators)
-    except psycopg.errors.CheckViolation as exc:  # "no partition of relation ... found for row"
-        if "no partition" not in str(exc):
-            raise
-    except IntegrityError as exc:
+    # "no partition of relation ... found for row": raw from COPY, wrapped by Django elsewhere.
+    except (psycopg.errors.CheckViolation, IntegrityError) as exc:
         if "no partition" not in str(exc):
             raise
     # A partition this writer made went away (a rolled-back transaction, an operator): once more.
     log.warning("a vote partition is missing; making sure of them again")
     partitions.forget()
-    partitions.ensure({(v[0], v[1]) for v in batch.votes})
+    partitions.ensure(keys)
     return _persist(batch, validators)
 
 

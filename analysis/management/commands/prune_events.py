@@ -58,22 +58,16 @@ class Command(CtopCommand):
         cutoff = timezone.now() - opts["older_than"]
         chains = list(chains)
         report = prune(cutoff=cutoff, chains=chains, batch_size=opts["batch_size"], dry_run=opts["dry_run"])
-        if opts["verdicts_older_than"] is not None:
-            prune_verdicts(
-                report,
-                cutoff=timezone.now() - opts["verdicts_older_than"],
-                chains=chains,
-                batch_size=opts["batch_size"],
-                dry_run=opts["dry_run"],
-            )
-        if opts["history_older_than"] is not None:
-            prune_history(
-                report,
-                cutoff=timezone.now() - opts["history_older_than"],
-                chains=chains,
-                batch_size=opts["batch_size"],
-                dry_run=opts["dry_run"],
-            )
+        # The analysis's own tiers, each only when asked: per-validator verdicts, packed history.
+        for option, prune_tier in (("verdicts_older_than", prune_verdicts), ("history_older_than", prune_history)):
+            if opts[option] is not None:
+                prune_tier(
+                    report,
+                    cutoff=timezone.now() - opts[option],
+                    chains=chains,
+                    batch_size=opts["batch_size"],
+                    dry_run=opts["dry_run"],
+                )
         verb = "would delete" if opts["dry_run"] else "deleted"
         for name, height in report.cut_heights.items():
             self.stdout.write(f"{name}: events below height {height} are older than {cutoff:%Y-%m-%d %H:%M:%S%z}")
