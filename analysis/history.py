@@ -19,8 +19,11 @@ from datetime import datetime
 
 from django.db import connection, transaction
 
+from common.text import redact_url
+from consensus.models import Endpoint
 from validators.models import SetMembership
 
+from . import latency
 from .models import LATE, MISSED, NIL, SIGNED, UNKNOWN
 
 # Letter <-> 4-bit code. 0: no letter (a round the validator has no verdict in).
@@ -85,7 +88,9 @@ _SETS = VoterSets()
 
 def record(cur, rows: list[tuple[int, object]], judged_at: datetime) -> None:
     """History rows for newly recorded judgements: `rows` of (chain id, Judgement)."""
-    # Voter sets first: no other statement may run on this connection while the COPY is open.
+    # Voter sets and vantage points first: no other statement may run on this connection while the
+    # COPY is open.
+    vantages = _vantages({chain_id for chain_id, _ in rows})
     packed = []
     for chain_id, j in rows:
         voters = sorted(j.validators)
@@ -94,12 +99,26 @@ def record(cur, rows: list[tuple[int, object]], judged_at: datetime) -> None:
     if not packed:
         return
     with cur.copy(
-        "COPY analysis_heighthistory (chain_id, height, judged_at, voters_id, rounds, unknown, from_commit, letters)"
-        " FROM STDIN (FORMAT BINARY)"
+        "COPY analysis_heighthistory (chain_id, height, judged_at, voters_id, rounds, unknown, from_commit, letters,"
+        " delays, round_info, vantage) FROM STDIN (FORMAT BINARY)"
     ) as copy:
-        copy.set_types(["int2", "int8", "timestamptz", "int4", "int2", "bool", "bool", "bytea"])
+        copy.set_types(
+            ["int2", "int8", "timestamptz", "int4", "int2", "bool", "bool", "bytea", "bytea", "bytea", "int4"]
+        )
         for chain_id, j, set_id, letters in packed:
-            copy.write_row((chain_id, j.height, judged_at, set_id, j.rounds, j.unknown, j.from_commit, letters))
+            delays = info = vantage = None
+            if j.timing is not None:
+                kept = sorted(j.timing.rounds)
+                delays = latency.pack_delays(j.timing.delays, sorted(j.validators), len(kept))
+                info = latency.pack_rounds([j.timing.rounds[r] for r in kept])
+                vantage = vantages.get((chain_id, j.timing.vantage))
+            row = (chain_id, j.height, judged_at, set_id, j.rounds, j.unknown, j.from_commit, letters)
+            copy.write_row((*row, delays, info, vantage))
+
+
+def _vantages(chain_ids: set[int]) -> dict[tuple[int, str], int]:
+    """(chain id, the endpoint as stream entries name it, redacted) -> its Endpoint id."""
+    return {(e.chain_id, redact_url(e.url)): e.pk for e in Endpoint.objects.filter(chain_id__in=chain_ids)}
 
 
 @dataclass

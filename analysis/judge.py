@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -28,6 +29,7 @@ from consensus.protocol.fields import MAX_ROUND
 from validators.selectors import memberships_between
 
 from . import history
+from .latency import Timing, measure
 from .models import LATE, MAX_VERDICT_ROUNDS, MISSED, NIL, SIGNED, UNKNOWN
 
 
@@ -43,6 +45,7 @@ class Judgement:
     validators: dict[int, tuple[int, str, str]] = field(default_factory=dict)
     # round -> (proposer id, prevote power, prevote nil power, precommit power, precommit nil power)
     round_powers: dict[int, tuple[int | None, int, int, int, int]] = field(default_factory=dict)
+    timing: Timing | None = None  # vote latency and proposals (analysis.latency); None: nothing seen
 
     @property
     def missed(self) -> list[int]:
@@ -60,6 +63,9 @@ class _Observed:
     votes: dict[tuple[int, int, int], bool] = field(default_factory=dict)  # (round, type, validator) -> for a block?
     proposers: dict[int, int | None] = field(default_factory=dict)  # round -> proposer (rounds seen)
     sigs: dict[int, tuple[int, int]] = field(default_factory=dict)  # validator_index -> (flag, round)
+    arrivals: dict[tuple[int, int, int], datetime] = field(default_factory=dict)  # (round, type, validator) -> received
+    round_times: dict[int, tuple[datetime, datetime | None]] = field(default_factory=dict)  # started, proposal
+    endpoint: str = ""  # the vantage point (the endpoint that reported the height's first round)
 
 
 def _load(chain: Chain, lo: int, hi: int) -> tuple[dict[int, _Observed], list[tuple], list[tuple[int, int]]]:
@@ -68,18 +74,24 @@ def _load(chain: Chain, lo: int, hi: int) -> tuple[dict[int, _Observed], list[tu
     seen: dict[int, _Observed] = defaultdict(_Observed)
     with connection.cursor() as cur:
         cur.execute(
-            "SELECT height, round, type, validator_id, block_tag IS NOT NULL FROM consensus_vote"
+            "SELECT height, round, type, validator_id, block_tag IS NOT NULL, received_at FROM consensus_vote"
             " WHERE chain_id = %s AND height BETWEEN %s AND %s",
             [chain.pk, lo, hi],
         )
-        for h, r, t, vid, block in cur.fetchall():
-            seen[h].votes[(r, t, vid)] = block
+        for h, r, t, vid, block, received in cur.fetchall():
+            obs = seen[h]
+            obs.votes[(r, t, vid)] = block
+            obs.arrivals[(r, t, vid)] = received
         cur.execute(
-            "SELECT height, round, proposer_id FROM consensus_round WHERE chain_id = %s AND height BETWEEN %s AND %s",
+            "SELECT height, round, proposer_id, started_at, proposal_at, endpoint FROM consensus_round"
+            " WHERE chain_id = %s AND height BETWEEN %s AND %s ORDER BY height, round",
             [chain.pk, lo, hi],
         )
-        for h, r, proposer in cur.fetchall():
-            seen[h].proposers[r] = proposer
+        for h, r, proposer, started, proposal, endpoint in cur.fetchall():
+            obs = seen[h]
+            obs.proposers[r] = proposer
+            obs.round_times[r] = (started, proposal)
+            obs.endpoint = obs.endpoint or endpoint
         cur.execute(
             "SELECT height, validator_index, flag, round FROM consensus_commitsignature"
             " WHERE chain_id = %s AND height BETWEEN %s AND %s",
@@ -161,6 +173,21 @@ def _judge(height: int, obs: _Observed, members: list[tuple[int, int, int]], in_
                     powers[r][col if vote else col + 1] += power
         j.validators[vid] = (power, "".join(pv), "".join(pc))
     j.round_powers = {r: tuple(v) for r, v in powers.items()}
+    if obs.arrivals or obs.round_times:
+        # Rounds that gathered +2/3 precommitting a block committed it (the chain's commit says so too).
+        committed = {r for r, p in j.round_powers.items() if p[3] * 3 > total * 2}
+        if commit_round is not None:
+            committed.add(commit_round)
+        rounds_info, delays = measure(
+            first,
+            rounds,
+            [(vid, power) for vid, power, _ in members],
+            obs.arrivals,
+            obs.round_times,
+            obs.proposers,
+            committed,
+        )
+        j.timing = Timing(rounds_info, delays, obs.endpoint)
     return j
 
 

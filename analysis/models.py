@@ -123,8 +123,9 @@ class VoterSet(models.Model):
 class HeightHistory(models.Model):
     """The long-term record of a judged height, one packed row (README "Storage"): for every round
     kept and every validator of `voters`, one byte, the prevote's letter code in the high nibble
-    and the precommit's in the low (analysis.history). ~230 bytes a height for 150 validators:
-    ~1.2 GB a chain-year. Kept after the per-validator verdicts are pruned."""
+    and the precommit's in the low (analysis.history); and, 2 bytes a vote, when each vote arrived
+    (analysis.latency). By size, ~880 bytes a height for 150 validators: ~4.6 GB a chain-year of 6 s
+    blocks. Kept after the per-validator verdicts are pruned."""
 
     pk = models.CompositePrimaryKey("chain", "height")
     height = models.BigIntegerField()
@@ -135,6 +136,12 @@ class HeightHistory(models.Model):
     unknown = models.BooleanField(default=False)
     from_commit = models.BooleanField(default=False)
     letters = models.BinaryField(help_text="rounds kept x validators bytes, round by round.")
+    # Vote latency and proposals (analysis.latency); NULL where nothing was seen (a gap height).
+    delays = models.BinaryField(null=True, blank=True, help_text="rounds kept x validators x 2 int16, 10 ms units.")
+    round_info = models.BinaryField(null=True, blank=True, help_text="Per kept round: proposer, quorum delays, flags.")
+    vantage = models.IntegerField(
+        null=True, blank=True, help_text="The endpoint (consensus.Endpoint id) the votes were timed at."
+    )
 
     def __str__(self) -> str:
         return f"{self.chain_id} h={self.height}"

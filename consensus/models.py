@@ -218,6 +218,13 @@ class Round(models.Model):
     )
     proposer_index = models.IntegerField(null=True, blank=True)
     block_hash = models.BinaryField(null=True, blank=True, help_text="The proposal's block (CompleteProposal).")
+    # Vote latency is measured from here (analysis.latency): votes before it cannot be for the block.
+    proposal_at = models.DateTimeField(
+        null=True, blank=True, help_text="When ctop received CompleteProposal (no proposal: NULL)."
+    )
+    endpoint = models.CharField(
+        max_length=255, blank=True, help_text="The endpoint (redacted) that reported the round: the vantage point."
+    )
 
     class Meta:
         constraints = [

@@ -72,6 +72,8 @@ class RoundRow:
     proposer_address: str | None = None
     proposer_index: int | None = None
     block_hash: bytes | None = None
+    proposal_at: datetime | None = None  # when CompleteProposal arrived
+    endpoint: str = ""  # redacted: the vantage point its votes are timed from
 
 
 class CommitSigRow(NamedTuple):
@@ -146,17 +148,18 @@ class Batch:
         )
         self.touch(chain_id, vote.height, vote.round)
 
-    def add_event(self, chain_id: int, event: object, received: datetime) -> None:
+    def add_event(self, chain_id: int, event: object, received: datetime, endpoint: str = "") -> None:
         if isinstance(event, p.Vote):
             self.add_vote(chain_id, event, received)
         elif isinstance(event, p.NewRound):
-            row = self.rounds.setdefault((chain_id, event.height, event.round), RoundRow(received))
+            row = self.rounds.setdefault((chain_id, event.height, event.round), RoundRow(received, endpoint=endpoint))
             row.started_at = min(row.started_at, received)
             row.proposer_address, row.proposer_index = event.proposer_address, event.proposer_index
             self.touch(chain_id, event.height, event.round)
         elif isinstance(event, p.CompleteProposal):
-            row = self.rounds.setdefault((chain_id, event.height, event.round), RoundRow(received))
+            row = self.rounds.setdefault((chain_id, event.height, event.round), RoundRow(received, endpoint=endpoint))
             row.block_hash = event.block_hash
+            row.proposal_at = min(row.proposal_at or received, received)
         elif isinstance(event, p.RoundStep):
             key = (chain_id, event.height, event.round, event.step)
             self.steps[key] = min(self.steps.get(key, received), received)
@@ -215,7 +218,7 @@ def _frames(e: _Entry) -> None:
         elif value is vote:
             e.batch.add_vote(e.chain_id, vote, e.received)
         else:
-            e.batch.add_event(e.chain_id, value, e.received)
+            e.batch.add_event(e.chain_id, value, e.received, e.entry.endpoint)
 
 
 def _commit(e: _Entry, commit: p.Commit | None) -> None:
