@@ -289,3 +289,31 @@ def test_two_analyzers_at_once_record_each_height_once_and_each_alert_once(net, 
     assert heights and len(heights) == len(set(heights))
     assert ValidatorVerdict.objects.filter(chain=net).count() == 4 * len(heights)
     assert Alert.objects.filter(chain=net, kind=AlertKind.MISSED_VOTES).count() == 1
+
+
+@pytest.mark.django_db
+def test_an_unexpected_error_in_one_chain_is_logged_and_the_other_chains_are_judged(net, monkeypatch, caplog):
+    from consensus.models import Chain
+
+    other = Chain.objects.create(name="othernet", chain_id="other-1")
+    apply_set(other.pk, 1, [Member(a, 10, i) for i, a in enumerate((A, B, C, D))])
+    for chain in (net, other):
+        for height in (10, 11, 12):
+            play(chain, height, all_sign())
+    judge_chain = MissingVoteAnalyzer._judge_chain
+
+    def broken(self, chain, settings, state):
+        if chain.pk == net.pk:
+            raise RuntimeError("a bug that only this chain's data reaches")
+        return judge_chain(self, chain, settings, state)
+
+    monkeypatch.setattr(MissingVoteAnalyzer, "_judge_chain", broken)
+    monkeypatch.setattr("analysis.alerts.rules.stalled", lambda chain, *a: ([], []) if chain.pk != net.pk else 1 / 0)
+    analyzer = MissingVoteAnalyzer([net, other], fetch_sets=False, fetch_commits=False)
+    with caplog.at_level("ERROR", logger="ctop.analyzer"):
+        assert analyzer.run_once() == 1  # othernet: 11 (it starts after the first height seen; 12 is under way)
+    assert HeightVerdict.objects.filter(chain=other).count() == 1
+    assert not HeightVerdict.objects.filter(chain=net).exists()
+    messages = [r.getMessage() for r in caplog.records]
+    assert "testnet: judging failed; the other chains go on" in messages
+    assert "testnet: evaluating the alert rules failed; the other chains go on" in messages

@@ -86,7 +86,7 @@ class ValidatorCache:
 def persist(batch: Batch, validators: ValidatorCache, partitions: PartitionCache | None = None) -> dict[str, int]:
     """Write everything in `batch` atomically. Returns rows inserted per table (new rows only)."""
     partitions = partitions or PartitionCache()
-    keys = {(v[0], v[1]) for v in batch.votes}
+    keys = {(v.chain_id, v.height) for v in batch.votes}
     # Partitions first, each in its own short transaction (never under this batch's locks).
     partitions.ensure(keys)
     try:
@@ -139,16 +139,24 @@ def _persist(batch: Batch, validators: ValidatorCache) -> dict[str, int]:
                         ids.get((c, row.proposer_address)) if row.proposer_address else None,
                         row.proposer_index,
                         row.block_hash,
+                        row.proposal_at,
+                        row.endpoint[:255],
                     )
                     for (c, h, r), row in batch.rounds.items()
                 ]
+                # Redelivered or split across batches: the earliest sighting of each moment wins, and
+                # the vantage point is the first endpoint that reported the round.
                 cur.executemany(
                     "INSERT INTO consensus_round (chain_id, height, round, started_at, proposer_id, proposer_index,"
-                    " block_hash) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (chain_id, height, round) DO UPDATE"
+                    " block_hash, proposal_at, endpoint) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                    " ON CONFLICT (chain_id, height, round) DO UPDATE"
                     " SET started_at = LEAST(consensus_round.started_at, EXCLUDED.started_at),"
                     " proposer_id = COALESCE(consensus_round.proposer_id, EXCLUDED.proposer_id),"
                     " proposer_index = COALESCE(consensus_round.proposer_index, EXCLUDED.proposer_index),"
-                    " block_hash = COALESCE(consensus_round.block_hash, EXCLUDED.block_hash)",
+                    " block_hash = COALESCE(consensus_round.block_hash, EXCLUDED.block_hash),"
+                    " proposal_at = LEAST(consensus_round.proposal_at, EXCLUDED.proposal_at),"
+                    " endpoint = CASE WHEN consensus_round.endpoint = '' THEN EXCLUDED.endpoint"
+                    " ELSE consensus_round.endpoint END",
                     rows,
                 )
                 counts["rounds"] = len(rows)
