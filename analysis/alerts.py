@@ -7,8 +7,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from consensus.models import Chain
+from validators.selectors import latest_known_set
 
-from . import rules
+from . import performance, rules
 from .lifecycle import apply
 from .models import AlertSettings
 from .state import ChainState, load_states
@@ -21,8 +22,10 @@ def evaluate(
     state: ChainState | None = None,
     *,
     observer_since: datetime | None = None,
+    with_performance: bool = True,
 ) -> None:
-    """observer_since: when the analyzer started (blindness before it is not paged at once)."""
+    """observer_since: when the analyzer started (blindness before it is not paged at once);
+    with_performance: run the rules that read many heights (the analyzer: every few new heights)."""
     settings = settings or AlertSettings.for_chain(chain)
     state = state or load_states([chain])[chain.pk]
     stored = state.latest.height if state.latest else None
@@ -36,4 +39,12 @@ def evaluate(
     ):
         findings += found
         clears += cleared
+    if with_performance and state.latest_judged is not None:
+        size = len(latest_known_set(chain.pk, state.latest_judged)[0])
+        for found, cleared in (
+            performance.slow_validators(chain, settings, state.open_alerts),
+            performance.failing_proposers(chain, settings, state.open_alerts, size),
+        ):
+            findings += found
+            clears += cleared
     apply(chain, now, findings, clears, state.open_alerts)

@@ -135,3 +135,123 @@ def unpack_rounds(data: bytes) -> list[RoundTiming]:
         RoundTiming(proposer or None, flags, (pv, pc))
         for proposer, pv, pc, flags in ROUND_INFO.iter_unpack(data[: len(data) - len(data) % ROUND_INFO.size])
     ]
+
+
+# --- reading: per-validator figures over the latest heights ---
+
+
+@dataclass
+class ValidatorLatency:
+    validator_id: int
+    votes: int  # votes timed (rounds whose proposal arrived)
+    p50_ms: float
+    p95_ms: float
+    after_quorum: float  # share of its votes that came after +2/3 of the power had voted
+
+
+@dataclass
+class ChainLatency:
+    heights: int  # heights read
+    vantage: int | None  # the endpoint (id) the figures were measured at
+    other_vantages: int  # heights measured elsewhere, left out (figures from two places are not mixed)
+    validators: dict[int, ValidatorLatency]
+
+    def median(self, attr: str) -> float | None:
+        values = sorted(getattr(v, attr) for v in self.validators.values())
+        return values[len(values) // 2] if values else None
+
+
+def percentile(sorted_values: list[int], share: float) -> int:
+    """Nearest rank: the smallest value with at least `share` of the values at or below it."""
+    rank = max(1, -(-len(sorted_values) * share // 1))
+    return sorted_values[int(rank) - 1]
+
+
+def chain_latency(chain_id: int, heights: int, *, below: int | None = None) -> ChainLatency:
+    """Every validator's arrival delays over the chain's latest `heights` judged heights (below
+    `below` if given), from the history tier: one walk back along its key. Rounds without a proposal
+    are left out (their delays count from the round's start: not comparable)."""
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT h.voters_id, h.delays, h.round_info, h.vantage FROM analysis_heighthistory h"
+            " WHERE h.chain_id = %s AND h.height < %s AND h.delays IS NOT NULL ORDER BY h.height DESC LIMIT %s",
+            [chain_id, below if below is not None else 2**63 - 1, heights],
+        )
+        rows = cur.fetchall()
+        set_ids = sorted({r[0] for r in rows})
+        cur.execute("SELECT id, validators FROM analysis_voterset WHERE id = ANY(%s)", [set_ids])
+        sets = dict(cur.fetchall())
+    counts: dict[int | None, int] = {}
+    for row in rows:
+        counts[row[3]] = counts.get(row[3], 0) + 1
+    vantage = max(counts, key=lambda k: counts[k]) if counts else None
+    delays: dict[int, list[int]] = {}
+    late: dict[int, int] = {}
+    for set_id, packed, info, where in rows:
+        if where != vantage:
+            continue
+        voters = sets[set_id]
+        n = len(voters)
+        values = unpack_delays(bytes(packed))
+        for k, rnd in enumerate(unpack_rounds(bytes(info))):
+            if not rnd.flags & PROPOSED:
+                continue
+            base = k * n * 2
+            for i, vid in enumerate(voters):
+                for t in (PREVOTE, PRECOMMIT):
+                    d = values[base + 2 * i + t] if base + 2 * i + t < len(values) else NO_DELAY
+                    if d == NO_DELAY:
+                        continue
+                    delays.setdefault(vid, []).append(d)
+                    if rnd.quorum[t] != NO_DELAY and d > rnd.quorum[t]:
+                        late[vid] = late.get(vid, 0) + 1
+    out = {}
+    for vid, values in delays.items():
+        values.sort()
+        out[vid] = ValidatorLatency(
+            vid,
+            len(values),
+            percentile(values, 0.5) * UNIT_MS,
+            percentile(values, 0.95) * UNIT_MS,
+            late.get(vid, 0) / len(values),
+        )
+    return ChainLatency(len(rows), vantage, len(rows) - counts.get(vantage, 0), out)
+
+
+@dataclass
+class ProposerRecord:
+    validator_id: int
+    turns: int = 0  # rounds it was the proposer of
+    proposed: int = 0  # rounds whose proposal arrived
+    committed: int = 0  # rounds that committed its block
+    recent: str = ""  # its turns, newest first: "C" committed, "P" proposed but lost, "-" no proposal
+
+    @property
+    def lost(self) -> int:
+        return self.turns - self.committed
+
+
+def proposers(chain_id: int, heights: int) -> dict[int, ProposerRecord]:
+    """Every proposer's turns over the chain's latest `heights` judged heights, newest first."""
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT round_info FROM analysis_heighthistory WHERE chain_id = %s AND round_info IS NOT NULL"
+            " ORDER BY height DESC LIMIT %s",
+            [chain_id, heights],
+        )
+        rows = cur.fetchall()
+    out: dict[int, ProposerRecord] = {}
+    for (info,) in rows:
+        for rnd in reversed(unpack_rounds(bytes(info))):  # newest round first
+            if rnd.proposer is None:
+                continue
+            rec = out.setdefault(rnd.proposer, ProposerRecord(rnd.proposer))
+            rec.turns += 1
+            rec.proposed += bool(rnd.flags & PROPOSED)
+            rec.committed += bool(rnd.flags & COMMITTED)
+            rec.recent += "C" if rnd.flags & COMMITTED else "P" if rnd.flags & PROPOSED else "-"
+    return out

@@ -153,6 +153,8 @@ class AlertKind(models.TextChoices):
     STALLED = "stalled", "stalled chain"
     MONITORING_GAP = "monitoring_gap", "monitoring gap"
     MASS_MISSED_VOTES = "mass_missed_votes", "many validators missing votes"
+    SLOW_VALIDATOR = "slow_validator", "slow validator"
+    FAILED_PROPOSALS = "failed_proposals", "failed proposals"
 
 
 class Severity(models.IntegerChoices):
@@ -240,6 +242,25 @@ class AlertSettings(models.Model):
     max_validator_alerts = models.PositiveSmallIntegerField(
         default=10,
         help_text="More validators than this missing votes at once: one network-wide alert instead of one each.",
+    )
+    # Vote latency and proposals (analysis.latency, analysis.performance).
+    latency_window = models.PositiveIntegerField(
+        default=100, help_text="Slow validator: judged over this many latest heights."
+    )
+    slow_factor = models.FloatField(
+        default=3.0, help_text="Slow: its p95 arrival delay is over this many times the chain's median p95..."
+    )
+    slow_min_ms = models.PositiveIntegerField(
+        default=250, help_text="...and over this many milliseconds (a fast chain's small differences are fine)."
+    )
+    slow_after_quorum = models.FloatField(
+        default=0.9,
+        help_text="Slow also: this share of its votes came after +2/3 had voted, while the chain's median "
+        "validator's share is under half (0: off).",
+    )
+    proposer_turns = models.PositiveSmallIntegerField(default=10, help_text="Failed proposals: of its last N turns...")
+    proposer_failures = models.PositiveSmallIntegerField(
+        default=3, help_text="...this many had no proposal arrive (0: off)."
     )
 
     class Meta:

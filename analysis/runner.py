@@ -25,6 +25,7 @@ from .alerts import evaluate
 from .judge import Judgement, judge_height, judge_heights, record_all
 from .lookups import CommitLookup, RemoteLookups
 from .models import AlertSettings
+from .performance import EVERY
 from .state import ChainState, load_states
 
 log = logging.getLogger("ctop.analyzer")
@@ -62,6 +63,7 @@ class MissingVoteAnalyzer:
         self.started_at = timezone.now()
         # lookup_workers=0: questions to nodes are asked inline (one-shot runs, tests in a transaction).
         self.lookups = lookups or RemoteLookups(workers=lookup_workers, on_done=self.wake.set)
+        self._performance_at: dict[int, int] = {}  # chain id -> latest judged height at its last run
 
     @property
     def chains(self) -> list[Chain]:
@@ -255,7 +257,13 @@ class MissingVoteAnalyzer:
                     log.info("%s h=%d: %d validator(s) missed votes", chain.name, j.height, len(j.missed))
             try:
                 chain_settings = settings.get(chain.pk) or AlertSettings(chain=chain)
-                evaluate(chain, timezone.now(), chain_settings, state, observer_since=self.started_at)
+                judged_to = state.latest_judged or 0
+                due = judged_to >= self._performance_at.get(chain.pk, -EVERY) + EVERY
+                if due:
+                    self._performance_at[chain.pk] = judged_to
+                evaluate(
+                    chain, timezone.now(), chain_settings, state, observer_since=self.started_at, with_performance=due
+                )
             except DatabaseError:
                 raise
             except Exception:

@@ -13,6 +13,7 @@ urlpatterns = [
     path("chains/<slug:name>/", views.chain_live, name="chain"),
     path("chains/<slug:name>/live/", views.chain_live_fragment, name="chain-fragment"),
     path("chains/<slug:name>/heights/", views.heights_grid, name="heights"),
+    path("chains/<slug:name>/performance/", views.chain_performance, name="performance"),
     path("chains/<slug:name>/heights/<int:height>/", views.height_detail, name="height"),
     path("chains/<slug:name>/validators/<str:address>/", views.validator_detail, name="validator"),
 ]

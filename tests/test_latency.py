@@ -96,3 +96,143 @@ def test_a_round_keeps_its_earliest_proposal_time_and_its_first_vantage_point(ch
         persist(batch, cache)
     row = Round.objects.get(chain=chain, height=5, round=0)
     assert (row.proposal_at, row.endpoint) == (OLD + 20 * MS, "http://a:1")
+
+
+def _play_sim(chain, heights: int) -> list[tuple[int, float, object]]:
+    """The simulator's emissions for heights 1..heights without a server: (height, time in seconds
+    since the first height, event), in the order a node would send them."""
+    from datetime import UTC, datetime
+
+    out = []
+    start, t0 = datetime.now(UTC), 0.0
+    for h in range(1, heights + 1):
+        for em in chain.emit_height(h, start):
+            if em.end:
+                t0 += em.offset
+                start += timedelta(seconds=em.offset)
+                break
+            if em.block is not None:
+                chain.commit_block(em.block)
+            elif em.event is not None:
+                out.append((h, t0 + em.offset, em.event))
+    return out
+
+
+def test_the_simulators_late_validator_relays_its_votes_late_and_in_time_order():
+    from consensus.protocol import PRECOMMIT, CompleteProposal, Vote
+    from consensus.simulator.chain import SimChain
+    from consensus.simulator.scenario import LateVotes, Scenario
+
+    sim = SimChain(scenario=Scenario(late_votes=[LateVotes(0, start=10, end=30, from_ms=300, to_ms=800)]))
+    slow = sim.genesis[0].address
+    events = _play_sim(sim, 40)
+    times = [t for _, t, _ in events]
+    assert times == sorted(times)  # a late vote is relayed when it arrives, in order with the rest
+    proposals = {e.height: t for _, t, e in events if isinstance(e, CompleteProposal)}
+    for height, expected in ((10, 0.3), (20, 0.55), (30, 0.8), (35, 0.8)):
+        (arrived,) = [
+            t
+            for _, t, e in events
+            if isinstance(e, Vote) and e.height == height and e.validator_address == slow and e.type == PRECOMMIT
+        ]
+        # The others precommit within 10 ms of the proposal at 1 s blocks: the delay is the scenario's.
+        assert expected <= arrived - proposals[height] <= expected + 0.02
+    # Its prevotes reach the node after the height is committed: dropped, as CometBFT drops them.
+    assert not [
+        e
+        for _, _, e in events
+        if isinstance(e, Vote) and e.validator_address == slow and e.height >= 10 and e.type != PRECOMMIT
+    ]
+
+
+def test_the_simulators_failing_proposer_misses_every_third_turn():
+    from consensus.protocol import CompleteProposal, NewRound
+    from consensus.simulator.chain import SimChain
+    from consensus.simulator.scenario import FailedProposals, Scenario
+
+    sim = SimChain(scenario=Scenario(failed_proposals=[FailedProposals(1)]))
+    events = _play_sim(sim, 48)
+    turns = [
+        (e.height, e.round)
+        for _, _, e in events
+        if isinstance(e, NewRound) and e.proposer_address == sim.genesis[1].address
+    ]
+    proposed = {(e.height, e.round) for _, _, e in events if isinstance(e, CompleteProposal)}
+    outcome = ["C" if turn in proposed else "-" for turn in turns]
+    assert len(outcome) >= 12
+    assert outcome[:9] == ["C", "C", "-"] * 3
+
+
+SLOW_MS = 300  # the scenario's late validator
+BLOCK = 0.6
+
+
+@pytest.mark.slow
+@pytest.mark.django_db
+def test_a_late_validator_and_a_failing_proposer_through_the_whole_pipeline(sim, redis_client, user_client):
+    from analysis.models import Alert, AlertKind, AlertSettings
+    from consensus.ingest import StreamConsumer
+    from consensus.models import Chain
+    from consensus.simulator import Scenario, SimChain
+    from consensus.simulator.scenario import FailedProposals, LateVotes
+    from validators.indexer import ChainIndexer
+
+    from .subscriberhelpers import running, target, wait_until
+
+    scenario = Scenario(
+        late_votes=[LateVotes(0, start=1, end=2, from_ms=SLOW_MS, to_ms=SLOW_MS)],
+        failed_proposals=[FailedProposals(1)],
+    )
+    sim_chain = SimChain("sim-1", validators=4, block_time=BLOCK, scenario=scenario)
+    (node,) = sim.add_chain(sim_chain)
+    sim.start()
+    chain = Chain.objects.create(name="sim-1", chain_id="sim-1")
+    Endpoint.objects.create(chain=chain, url=node.url)
+    AlertSettings.objects.create(
+        chain=chain, grace_seconds=0, latency_window=20, slow_min_ms=100, proposer_turns=6, proposer_failures=2
+    )
+    wait_until(lambda: sim_chain.latest_height >= 2, message="the chain started")
+    ChainIndexer(chain).run_once()
+    with running([target("sim-1", node)], redis_client) as runner:
+        first = wait_until(lambda: runner.workers[0].last_height, message="watching")
+        wait_until(lambda: sim_chain.latest_height >= first + 32, timeout=60, message="32 heights")
+    StreamConsumer([chain], client=redis_client, consumer="t", block_ms=50).run(idle_exit=True, pipelined=False)
+    analyzer = MissingVoteAnalyzer([chain], lookup_workers=0, backlog=500, fetch_commits=False)
+    analyzer.settle()
+    slow = Validator.objects.get(chain=chain, address=sim_chain.genesis[0].address)
+    failing = Validator.objects.get(chain=chain, address=sim_chain.genesis[1].address)
+
+    stats = latency.chain_latency(chain.pk, 30)
+    assert stats.vantage == Endpoint.objects.get(chain=chain).pk and stats.other_vantages == 0
+    mine = stats.validators[slow.pk]
+    others = [v for vid, v in stats.validators.items() if vid != slow.pk]
+    # Its precommits leave the simulator SLOW_MS after the others' (which come within ~10 ms of the
+    # proposal at these block times), plus ctop's own event-loop and socket jitter of a few ms, and
+    # the 10 ms unit: SLOW_MS - 10 ms to SLOW_MS + 40 ms.
+    assert SLOW_MS - 10 <= mine.p50_ms <= mine.p95_ms <= SLOW_MS + 40, mine
+    assert all(v.p95_ms < 60 for v in others), others
+    assert mine.after_quorum == 1.0 and all(v.after_quorum < 0.5 for v in others)
+
+    # Every third turn of validator 1 had no proposal; the round after it committed instead.
+    record = latency.proposers(chain.pk, 40)[failing.pk]
+    assert record.turns >= 6 and record.turns - record.proposed == record.recent.count("-")
+    assert "-" in record.recent and "--" not in record.recent[:6]  # one failure in three turns
+    assert all(r.recent.count("-") == 0 for vid, r in latency.proposers(chain.pk, 40).items() if vid != failing.pk)
+
+    alerts = {(a.kind, a.validator_id) for a in Alert.objects.filter(chain=chain, is_open=True)}
+    assert (AlertKind.SLOW_VALIDATOR, slow.pk) in alerts
+    assert (AlertKind.FAILED_PROPOSALS, failing.pk) in alerts
+    assert not {vid for kind, vid in alerts if kind == AlertKind.SLOW_VALIDATOR} - {slow.pk}
+    assert not {kind for kind, _ in alerts} & {AlertKind.MISSED_VOTES, AlertKind.HALT_RISK}
+
+    # The chain's performance page ranks it first, says where it was measured, and maps the delays.
+    page = user_client.get("/chains/sim-1/performance/").content.decode()
+    assert "Measured at" in page and node.url.split("//")[1].split("/")[0] in page
+    ranked = page.index("Slowest validators")
+    assert page.index(slow.short, ranked) < min(
+        page.index(v.short, ranked) for v in Validator.objects.filter(chain=chain).exclude(pk=slow.pk)
+    )
+    assert 'class="d2"' in page or 'class="d3"' in page  # its 300 ms cells
+    assert "no proposal" in page and "-" in page
+    page = user_client.get(f"/chains/sim-1/validators/{slow.address}/").content.decode()
+    assert "arrival delay p50" in page and "after +2/3" in page

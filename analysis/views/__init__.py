@@ -5,6 +5,7 @@ from .alerts import alert_detail, alert_list, alert_resolve
 from .chains import chain_live, chain_live_fragment, height_detail, heights_grid
 from .metrics import metrics
 from .overview import overview
+from .performance import chain_performance
 from .validators import validator_detail
 
 __all__ = [
@@ -13,6 +14,7 @@ __all__ = [
     "alert_resolve",
     "chain_live",
     "chain_live_fragment",
+    "chain_performance",
     "height_detail",
     "heights_grid",
     "metrics",

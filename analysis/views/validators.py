@@ -11,11 +11,13 @@ from django.shortcuts import get_object_or_404, render
 from consensus.models import Validator
 from validators.models import SetMembership
 
+from .. import latency
 from ..history import validator_heights
 from ..models import Alert
 from ..pagedata import participation
 
 CHART_W, CHART_H, BUCKET, BUCKETS = 600, 120, 100, 100
+LATENCY_HEIGHTS = 100
 
 
 def chart(buckets: list[tuple[int, int, int]]) -> list[dict]:
@@ -50,6 +52,9 @@ def validator_detail(request: HttpRequest, name: str, address: str) -> HttpRespo
     misses = [(h.height, h.prevotes, h.precommits, h.from_commit) for h in heights if h.missed][:50]
     memberships = SetMembership.objects.filter(validator=validator).order_by("-heights")[:100]
     alerts = Alert.objects.filter(validator=validator).order_by("-opened_at")[:20]
+    # Its vote latency and proposals over the chain's latest heights (the performance page's figures).
+    speed = latency.chain_latency(validator.chain_id, LATENCY_HEIGHTS)
+    proposals = latency.proposers(validator.chain_id, LATENCY_HEIGHTS * 10).get(validator.pk)
     judged = sum(b[1] for b in buckets)
     missed = sum(b[2] for b in buckets)
     return render(
@@ -69,5 +74,9 @@ def validator_detail(request: HttpRequest, name: str, address: str) -> HttpRespo
             "misses": misses,
             "memberships": memberships,
             "alerts": alerts,
+            "latency": speed.validators.get(validator.pk),
+            "latency_heights": speed.heights,
+            "chain_median_p95": speed.median("p95_ms"),
+            "proposals": proposals,
         },
     )

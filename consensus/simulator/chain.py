@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import heapq
 import random
 from array import array
 from collections.abc import Callable, Iterator
@@ -139,6 +140,11 @@ class SimChain:
         self.first_height = start_height
         self.genesis_time = datetime.now(UTC)
         self._carry: list[Vote] = []  # late precommits of the previous height
+        # Votes on their way (Scenario.late_votes): (offset in this height, order, vote), and the
+        # precommits still on their way when the previous height ended, by wall time.
+        self._deferred: list[tuple[float, int, Vote]] = []
+        self._in_flight: list[tuple[datetime, Vote]] = []
+        self._turns: dict[int, int] = {}  # genesis index -> proposal turns so far
         self._positions: tuple[int, dict[str, int]] = (0, {})
 
     # --- validator sets ---
@@ -187,7 +193,41 @@ class SimChain:
     def emit_height(self, h: int, start: datetime) -> Iterator[Emission]:
         """What the node emits for height h (which starts, at NewHeight, at wall time `start`), lazily:
         rounds may climb forever when no proposal can gather +2/3. The last emission has end=True and
-        the offset at which the next height starts; a generator that stops without it went silent."""
+        the offset at which the next height starts; a generator that stops without it went silent.
+
+        Late votes (Scenario.late_votes) are relayed when they arrive, in time order with the rest.
+        Consensus goes on without waiting for them (the simulated network has +2/3 without them, or
+        is modelled as if it had). A prevote still on its way when the height is committed is
+        dropped, as CometBFT drops it; a precommit arrives during the next height's commit
+        timeout, as CometBFT adds it to the last commit and relays it."""
+        heap: list[tuple[float, int, Vote]] = []
+        for when, vote in self._in_flight:
+            heap.append(((when - start).total_seconds(), len(heap), vote))
+        heapq.heapify(heap)
+        self._in_flight = []
+        self._deferred = []
+        for em in self._emit_height(h, start):
+            for item in self._deferred:
+                heapq.heappush(heap, item)
+            self._deferred = []
+            while heap and heap[0][0] <= em.offset:
+                offset, _, vote = heapq.heappop(heap)
+                yield Emission(offset, "Vote", vote)
+            if em.end:
+                self._in_flight = [
+                    (start + timedelta(seconds=offset), vote) for offset, _, vote in heap if vote.type == PRECOMMIT
+                ]
+            yield em
+
+    def _send(self, v: SimValidator, h: int, t: float, vote: Vote) -> Emission | None:
+        """The vote's emission now, or None: it is on its way (Scenario.late_votes)."""
+        delay = self.scenario.vote_delay(v.genesis_index, h)
+        if delay is None:
+            return Emission(t, "Vote", vote)
+        self._deferred.append((t + delay, id(vote), vote))
+        return None
+
+    def _emit_height(self, h: int, start: datetime) -> Iterator[Emission]:
         vals = self.validator_set(h)
         total = sum(v.power for v in vals)
         sc = self.scenario
@@ -216,6 +256,10 @@ class SimChain:
                 yield Emission(t, "Vote", vote)
             self._carry = []
             has_proposal = proposer.genesis_index not in offline
+            if has_proposal and sc.failed_proposals:
+                turn = self._turns.get(proposer.genesis_index, 0)
+                self._turns[proposer.genesis_index] = turn + 1
+                has_proposal = not sc.fails_proposal(proposer.genesis_index, h, turn)
             if has_proposal:
                 t += tick
                 yield Emission(t, "CompleteProposal", CompleteProposal(h, r, block))
@@ -229,7 +273,9 @@ class SimChain:
                 t += tick / 4
                 nil = not has_proposal or sc.votes_nil(v.genesis_index, h)
                 prevote_power += 0 if nil else v.power
-                yield Emission(t, "Vote", self._vote(v, vals, h, r, PREVOTE, None if nil else block, start, t))
+                em = self._send(v, h, t, self._vote(v, vals, h, r, PREVOTE, None if nil else block, start, t))
+                if em is not None:
+                    yield em
             online_power = sum(v.power for v in online)
             if online_power * 3 <= total * 2:
                 if halt and not halted_once:
@@ -286,7 +332,9 @@ class SimChain:
                 self._carry.append(vote)  # sent after the next height starts; still in the commit
                 continue
             t += tick / 4
-            out.append(Emission(t, "Vote", vote))
+            em = self._send(v, h, t, vote)
+            if em is not None:
+                out.append(em)
             power += 0 if nil else v.power
             if committed_at is None and power * 3 > total * 2:
                 committed_at = t

@@ -53,6 +53,38 @@ class Stall:
     seconds: float
 
 
+@dataclass(frozen=True)
+class LateVotes:
+    """Validator `validator`'s votes reach the node late, `from_ms` at height `start` growing linearly
+    to `to_ms` at `end` (and staying there; with `every`, starting over every `every` heights): a
+    validator slowing down before it misses."""
+
+    validator: int
+    start: int
+    end: int
+    from_ms: float
+    to_ms: float
+    every: int = 0
+
+    def delay(self, height: int) -> float | None:
+        """Seconds, or None outside the window."""
+        if height < self.start:
+            return None
+        phase = (height - self.start) % self.every if self.every > 0 else height - self.start
+        share = min(1.0, phase / max(1, self.end - self.start))
+        return (self.from_ms + (self.to_ms - self.from_ms) * share) / 1000
+
+
+@dataclass(frozen=True)
+class FailedProposals:
+    """Validator `validator` fails to propose on every `every`-th of its turns from `start` (online and
+    voting all along: only its proposal never arrives, so the round times out into the next)."""
+
+    validator: int
+    every: int = 3
+    start: int = 1
+
+
 @dataclass
 class Scenario:
     offline: list[Window] = field(default_factory=list)
@@ -61,6 +93,8 @@ class Scenario:
     halts: list[Halt] = field(default_factory=list)
     set_changes: list[SetChange] = field(default_factory=list)
     stalls: list[Stall] = field(default_factory=list)
+    late_votes: list[LateVotes] = field(default_factory=list)
+    failed_proposals: list[FailedProposals] = field(default_factory=list)
     # Connection-level trouble, applied by every node of the chain.
     drop_connections_every: float = 0.0  # seconds; 0 = never
     malformed_every: int = 0  # every Nth event frame is followed by a malformed one; 0 = never
@@ -73,6 +107,16 @@ class Scenario:
 
     def precommits_late(self, validator: int, height: int) -> bool:
         return any(w.validator == validator and w.covers(height) for w in self.late_precommits)
+
+    def vote_delay(self, validator: int, height: int) -> float | None:
+        return next((d for w in self.late_votes if w.validator == validator and (d := w.delay(height))), None)
+
+    def fails_proposal(self, validator: int, height: int, turn: int) -> bool:
+        """`turn`: how many turns the validator has had so far (the simulator's round robin)."""
+        return any(
+            f.validator == validator and height >= f.start and f.every > 0 and turn % f.every == f.every - 1
+            for f in self.failed_proposals
+        )
 
     def halt_at(self, height: int) -> Halt | None:
         return next((h for h in self.halts if h.height == height), None)
@@ -92,6 +136,8 @@ class Scenario:
             halts=[Halt(h["height"], h["seconds"], tuple(h["offline"])) for h in doc.get("halts", [])],
             set_changes=[SetChange(**c) for c in doc.get("set_changes", [])],
             stalls=[Stall(**s) for s in doc.get("stalls", [])],
+            late_votes=[LateVotes(**w) for w in doc.get("late_votes", [])],
+            failed_proposals=[FailedProposals(**f) for f in doc.get("failed_proposals", [])],
             drop_connections_every=float(doc.get("drop_connections_every", 0)),
             malformed_every=int(doc.get("malformed_every", 0)),
         )
@@ -102,11 +148,14 @@ def demo() -> Scenario:
 
     Validator 2 drops out for 12 heights in every 60 (from height 15) and comes back; while it is
     out, the heights it should propose take two rounds. Validator 3 votes nil now and then.
+    Validator 0's votes arrive later and later (300 ms growing to 800 ms over 60 heights from height
+    10, again every 120): a slow-validator alert within two minutes.
     """
     return Scenario(
         offline=[Window(validator=2, start=15, end=26, every=60)],
         nil_votes=[Window(validator=3, start=40, end=41, every=60)],
         late_precommits=[Window(validator=1, start=7, end=7, every=10)],
+        late_votes=[LateVotes(validator=0, start=10, end=70, from_ms=300, to_ms=800, every=120)],
     )
 
 
