@@ -11,7 +11,7 @@ from validators.selectors import latest_known_set
 
 from . import performance, rules
 from .lifecycle import apply
-from .models import AlertSettings
+from .models import AlertKind, AlertSettings
 from .state import ChainState, load_states
 
 
@@ -41,9 +41,11 @@ def evaluate(
         clears += cleared
     if with_performance and state.latest_judged is not None:
         size = len(latest_known_set(chain.pk, state.latest_judged)[0])
+        missing = {vid for kind, vid in state.open_alerts if kind == AlertKind.MISSED_VOTES}
+        missing |= {f.validator_id for f in findings if f.kind == AlertKind.MISSED_VOTES}
         for found, cleared in (
             performance.slow_validators(chain, settings, state.open_alerts),
-            performance.failing_proposers(chain, settings, state.open_alerts, size),
+            performance.failing_proposers(chain, settings, state.open_alerts, size, missing),
         ):
             findings += found
             clears += cleared

@@ -260,7 +260,9 @@ class AlertSettings(models.Model):
     )
     proposer_turns = models.PositiveSmallIntegerField(default=10, help_text="Failed proposals: of its last N turns...")
     proposer_failures = models.PositiveSmallIntegerField(
-        default=3, help_text="...this many had no proposal arrive (0: off)."
+        default=0,
+        help_text="...this many had no proposal arrive (0: off, the default: an offline validator proposes "
+        "nothing either, and its missed-votes alert says so).",
     )
 
     class Meta:

@@ -71,9 +71,13 @@ def slow_validators(chain: Chain, settings: AlertSettings, open_alerts: OpenAler
     return findings, clears
 
 
-def failing_proposers(chain: Chain, settings: AlertSettings, open_alerts: OpenAlerts, set_size: int) -> Result:
+def failing_proposers(
+    chain: Chain, settings: AlertSettings, open_alerts: OpenAlerts, set_size: int, missing: set[int]
+) -> Result:
     """A validator whose proposal did not arrive in `proposer_failures` of its last `proposer_turns`
-    turns (a proposal that arrived but whose round was lost is the other validators' doing)."""
+    turns (a proposal that arrived but whose round was lost is the other validators' doing).
+    `missing`: validators already alerted for missing votes: an offline validator proposes nothing
+    either, and one alert says so."""
     if settings.proposer_failures <= 0 or set_size <= 0:
         return [], []
     turns = max(1, settings.proposer_turns)
@@ -83,7 +87,7 @@ def failing_proposers(chain: Chain, settings: AlertSettings, open_alerts: OpenAl
     for vid, rec in records.items():
         recent = rec.recent[:turns]
         failed = recent.count("-")
-        if failed >= settings.proposer_failures:
+        if failed >= settings.proposer_failures and vid not in missing:
             findings.append(
                 Finding(
                     AlertKind.FAILED_PROPOSALS,

@@ -18,7 +18,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='alertsettings',
             name='proposer_failures',
-            field=models.PositiveSmallIntegerField(default=3, help_text='...this many had no proposal arrive (0: off).'),
+            field=models.PositiveSmallIntegerField(default=0, help_text='...this many had no proposal arrive (0: off, the default: an offline validator proposes nothing either, and its missed-votes alert says so).'),
         ),
         migrations.AddField(
             model_name='alertsettings',
