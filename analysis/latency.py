@@ -30,6 +30,8 @@ from array import array
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.db import connection
+
 UNIT_MS = 10
 NO_DELAY = -32768
 MAX_UNITS = 32767
@@ -171,8 +173,6 @@ def chain_latency(chain_id: int, heights: int, *, below: int | None = None) -> C
     """Every validator's arrival delays over the chain's latest `heights` judged heights (below
     `below` if given), from the history tier: one walk back along its key. Rounds without a proposal
     are left out (their delays count from the round's start: not comparable)."""
-    from django.db import connection
-
     with connection.cursor() as cur:
         cur.execute(
             "SELECT h.voters_id, h.delays, h.round_info, h.vantage FROM analysis_heighthistory h"
@@ -235,8 +235,6 @@ class ProposerRecord:
 
 def proposers(chain_id: int, heights: int) -> dict[int, ProposerRecord]:
     """Every proposer's turns over the chain's latest `heights` judged heights, newest first."""
-    from django.db import connection
-
     with connection.cursor() as cur:
         cur.execute(
             "SELECT round_info FROM analysis_heighthistory WHERE chain_id = %s AND round_info IS NOT NULL"
