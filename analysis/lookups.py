@@ -2,10 +2,11 @@
 
 Judging reads only the database. When a height needs a node's answer (its canonical commit, to
 cross-check a precommit ctop did not see; or the validator set of a height the indexer has not
-reached), the question goes to a small pool of threads, at most one job per chain at a time, and
-the height waits for a later tick. So a chain whose endpoint is slow, dripping or dead costs one
-pool thread for at most its deadlines, and every other chain is judged and alerted on time.
-The analyzer is woken as soon as an answer comes back, so a healthy endpoint adds no tick of delay.
+reached; the facts of committed blocks, for proposer statistics), the question goes to a small
+pool of threads, at most one job per chain at a time, and the height waits for a later tick. So
+a chain whose endpoint is slow, dripping or dead costs one pool thread for at most its deadlines,
+and every other chain is judged and alerted on time. The analyzer is woken as soon as an answer
+comes back, so a healthy endpoint adds no tick of delay.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from consensus.rpc import EndpointError, RPCClient
 from consensus.selectors import latest_stored_height
 from consensus.services import store_commit
 from validators.indexer import ChainIndexer, IndexerError
+
+from . import blocks
 
 log = logging.getLogger("ctop.analyzer")
 
@@ -52,6 +55,8 @@ class RemoteLookups:
         self._answers: dict[tuple[int, int], tuple[CommitLookup, float]] = {}  # and when it came back
         self._lock = threading.Lock()
         self.asked = 0  # questions submitted so far (settle() stops when a tick asks nothing new)
+        self.blocks_failed: dict[int, float] = {}  # chain id -> when its last block-meta fetch failed
+        self.blocks_covered: dict[int, int] = {}  # chain id -> highest height answered for
 
     # --- commits ---
 
@@ -147,6 +152,30 @@ class RemoteLookups:
     def _index(chain: Chain) -> None:
         with contextlib.suppress(IndexerError):  # logged and recorded by the indexer; the heights wait
             ChainIndexer(chain).run_once()
+
+    # --- block metas ---
+
+    def ask_blocks(self, chain: Chain, lo: int, hi: int) -> bool:
+        """Fetch and store the block metas of lo..hi (False: a fetch for the chain is under way)."""
+        submitted = self.pool.submit(
+            ("blocks", chain.pk), lambda: self._fetch_blocks(chain, lo, hi), what=f"{chain.name}: blocks {lo}..{hi}"
+        )
+        self.asked += submitted
+        return submitted
+
+    def _fetch_blocks(self, chain: Chain, lo: int, hi: int) -> None:
+        try:
+            client, _ = best_client(chain, self.client_factory, record=latest_stored_height(chain))
+            result = blocks.fetch(chain, client, lo, hi, deadline=time.monotonic() + JOB_DEADLINE)
+        except (NoUsableEndpoint, EndpointError, p.ProtocolError) as exc:  # RPCError too
+            log.warning("%s: cannot read block metas %d..%d now: %s", chain.name, lo, hi, exc)
+            with self._lock:
+                self.blocks_failed[chain.pk] = time.monotonic()
+            return
+        with self._lock:
+            self.blocks_covered[chain.pk] = max(result.covered, self.blocks_covered.get(chain.pk, 0))
+        if result.refused:
+            log.warning("%s: %d block meta(s) of %d..%d refused", chain.name, len(result.refused), lo, hi)
 
     def wait(self, timeout: float | None = None) -> None:
         self.pool.wait(timeout)

@@ -155,6 +155,7 @@ class AlertKind(models.TextChoices):
     MASS_MISSED_VOTES = "mass_missed_votes", "many validators missing votes"
     SLOW_VALIDATOR = "slow_validator", "slow validator"
     FAILED_PROPOSALS = "failed_proposals", "failed proposals"
+    EMPTY_BLOCKS = "empty_blocks", "empty blocks"
 
 
 class Severity(models.IntegerChoices):
@@ -263,6 +264,11 @@ class AlertSettings(models.Model):
         default=0,
         help_text="...this many had no proposal arrive (0: off, the default: an offline validator proposes "
         "nothing either, and its missed-votes alert says so).",
+    )
+    empty_blocks = models.PositiveSmallIntegerField(
+        default=3,
+        help_text="Empty blocks: a validator's latest N blocks in a row carried no transactions, and the other "
+        "proposers' blocks carry some so often that this is not chance (0: off).",
     )
 
     class Meta:

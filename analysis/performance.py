@@ -1,8 +1,8 @@
-"""The performance rules: a validator whose votes arrive late (before it misses any), and a proposer
-whose proposals do not arrive. Like analysis.rules they return findings and clears; the lifecycle
-turns them into alerts.
+"""The performance rules: a validator whose votes arrive late (before it misses any), a proposer
+whose proposals do not arrive, and one whose blocks are empty on a chain with traffic. Like
+analysis.rules they return findings and clears; the lifecycle turns them into alerts.
 
-Both read the history tier over many heights, so the analyzer runs them when a chain has a few new
+They read the history tier (and the block metas) over many heights, so the analyzer runs them when a chain has a few new
 judged heights (EVERY), not on every tick.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 from common.text import redact_url
 from consensus.models import Chain, Endpoint
 
-from . import latency
+from . import blocks, latency
 from .lifecycle import Clear, Finding, OpenAlerts
 from .models import AlertKind, AlertSettings, Severity
 
@@ -20,6 +20,10 @@ Result = tuple[list[Finding], list[Clear]]
 EVERY = 10  # new judged heights between two evaluations
 MIN_VALIDATORS = 3  # a chain median needs a few validators
 MAX_PROPOSER_HEIGHTS = 20_000  # heights read at most to find each proposer's last turns
+# Empty blocks: a streak of empty blocks from one proposer alerts only where chance cannot explain
+# it: the other proposers' share of empty blocks, to the streak's power, under this. On a chain where
+# 5% of blocks are empty that takes 4 in a row; on a quiet chain (most blocks empty) never.
+EMPTY_CHANCE = 1e-4
 
 
 def _vantage_name(endpoint_id: int | None) -> str:
@@ -100,4 +104,43 @@ def failing_proposers(
             )
         elif vid in open_ids and len(recent) >= min(turns, settings.proposer_failures) and failed == 0:
             clears.append(Clear(AlertKind.FAILED_PROPOSALS, vid, f"proposed its last {len(recent)} turns"))
+    return findings, clears
+
+
+def empty_blocks(chain: Chain, settings: AlertSettings, open_alerts: OpenAlerts, set_size: int) -> Result:
+    """A validator whose latest `empty_blocks` blocks or more, in a row, carried no transaction while
+    the other proposers' blocks carry some (tenderduty's "consecutive empty blocks"): its mempool or
+    its node is broken, and the chain's users wait a turn. Needs block metas (analysis.blocks)."""
+    if settings.empty_blocks <= 0 or set_size <= 0:
+        return [], []
+    window = min(MAX_PROPOSER_HEIGHTS, max(200, 2 * max(1, settings.proposer_turns) * set_size))
+    stats = blocks.chain_blocks(chain.pk, window)
+    open_ids = {vid for kind, vid in open_alerts if kind == AlertKind.EMPTY_BLOCKS}
+    findings, clears = [], []
+    for vid, rec in stats.by_proposer.items():
+        others = stats.heights - rec.blocks
+        others_empty = sum(r.empty for v, r in stats.by_proposer.items() if v != vid)
+        empty_share = others_empty / others if others else 1.0
+        chance = empty_share**rec.streak
+        if rec.streak >= settings.empty_blocks and chance < EMPTY_CHANCE:
+            findings.append(
+                Finding(
+                    AlertKind.EMPTY_BLOCKS,
+                    vid,
+                    Severity.WARNING,
+                    f"its last {rec.streak} blocks were empty; {100 * (1 - empty_share):.0f}% of the other"
+                    f" proposers' blocks carry transactions (last {stats.heights} heights)",
+                    None,
+                    {
+                        "streak": rec.streak,
+                        "blocks": rec.blocks,
+                        "empty": rec.empty,
+                        "others_empty_share": round(empty_share, 3),
+                        "heights": stats.heights,
+                    },
+                )
+            )
+        elif vid in open_ids and (rec.streak == 0 or chance >= EMPTY_CHANCE):
+            note = "its latest block carried transactions" if rec.streak == 0 else "the chain is quiet as a whole"
+            clears.append(Clear(AlertKind.EMPTY_BLOCKS, vid, note, settings.cooldown_seconds))
     return findings, clears

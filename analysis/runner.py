@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -21,6 +22,7 @@ from consensus.models import Chain, CommitSignature, Gap, Round, RoundStep, Step
 from validators.models import SetIndexState
 from validators.selectors import first_recorded_height
 
+from . import blocks
 from .alerts import evaluate
 from .judge import Judgement, judge_height, judge_heights, record_all
 from .lookups import CommitLookup, RemoteLookups
@@ -36,6 +38,13 @@ BACKFILL_WAIT = 300.0  # seconds a gap's heights wait for its backfill before be
 # NOT_YET_SOON; and every NOT_YET_BACKOFF whatever ctop saw (a node ahead of the events).
 NOT_YET_SOON = 0.3
 NOT_YET_BACKOFF = 2.0
+# Block metas (analysis.blocks) of judged heights: asked for at most every BLOCKS_EVERY seconds per
+# chain (200 heights a job, ten /blockchain calls), BLOCKS_RETRY after a failure, and no further
+# back than BLOCKS_BACKLOG heights: they feed proposer statistics, not verdicts, so nothing waits.
+BLOCKS_EVERY = 5.0
+BLOCKS_RETRY = 60.0
+BLOCKS_BACKLOG = 1_000
+BLOCKS_PER_JOB = 200
 
 
 class MissingVoteAnalyzer:
@@ -47,6 +56,7 @@ class MissingVoteAnalyzer:
         backlog: int = 100,
         fetch_sets: bool = True,
         fetch_commits: bool = True,
+        fetch_blocks: bool | None = None,
         commit_wait: float = 30.0,
         lookups: RemoteLookups | None = None,
         lookup_workers: int = 4,
@@ -56,6 +66,10 @@ class MissingVoteAnalyzer:
         self.backlog = backlog  # on a first run, judge at most this many recent heights
         self.fetch_sets = fetch_sets  # ask for sets of heights the indexer has not covered
         self.fetch_commits = fetch_commits  # cross-check missing precommits against the canonical commit
+        # Block metas (transactions, block time) of judged heights; by default asked wherever commits
+        # are (both are questions to nodes: a run told not to ask nodes asks neither).
+        self.fetch_blocks = fetch_commits if fetch_blocks is None else fetch_blocks
+        self._blocks_due: dict[int, float] = {}  # chain id -> time.monotonic() of its next block fetch
         # How long to wait for height+1 to be committed (its commit carries late precommits) before
         # judging with the events alone: a halted chain must still be judged.
         self.commit_wait = commit_wait
@@ -264,11 +278,25 @@ class MissingVoteAnalyzer:
                 evaluate(
                     chain, timezone.now(), chain_settings, state, observer_since=self.started_at, with_performance=due
                 )
+                self._want_blocks(chain, state)
             except DatabaseError:
                 raise
             except Exception:
                 log.exception("%s: evaluating the alert rules failed; the other chains go on", chain.name)
         return judged
+
+    def _want_blocks(self, chain: Chain, state: ChainState) -> None:
+        """Ask for the block metas of the heights judged since the last fetch (off the tick)."""
+        judged_to = state.latest_judged
+        now = time.monotonic()
+        if not self.fetch_blocks or judged_to is None or now < self._blocks_due.get(chain.pk, 0.0):
+            return
+        failed = self.lookups.blocks_failed.get(chain.pk)
+        if failed is not None and now - failed < BLOCKS_RETRY:
+            return
+        lo = blocks.next_wanted(chain, judged_to, BLOCKS_BACKLOG, self.lookups.blocks_covered.get(chain.pk, 0))
+        if lo <= judged_to and self.lookups.ask_blocks(chain, lo, min(judged_to, lo + BLOCKS_PER_JOB - 1)):
+            self._blocks_due[chain.pk] = now + BLOCKS_EVERY
 
     @staticmethod
     def _record(judgements: dict[int, list[Judgement]]) -> dict[int, list[int]]:

@@ -307,6 +307,23 @@ class CommitSignature(models.Model):
         return f"h={self.height} #{self.validator_index} {self.get_flag_display()}"
 
 
+class Block(models.Model):
+    """A committed block's facts from /blockchain (analysis.lookups fetches them): its proposer, its
+    own time and its transactions, for proposer statistics and the empty-blocks alert. Long-term,
+    like the history tier (~70 bytes a height); pruned with it (prune_events --history-older-than)."""
+
+    pk = models.CompositePrimaryKey("chain", "height")
+    height = models.BigIntegerField()
+    time = models.DateTimeField(help_text="The block header's time (the proposer's clock).")
+    chain = models.ForeignKey(Chain, on_delete=models.DO_NOTHING, db_index=False, related_name="+")
+    proposer = models.ForeignKey(Validator, on_delete=models.DO_NOTHING, db_index=False, related_name="+")
+    txs = models.IntegerField(help_text="Transactions in the block.")
+    size = models.IntegerField(help_text="The block's size in bytes.")
+
+    def __str__(self) -> str:
+        return f"h={self.height} {self.txs} tx"
+
+
 class Gap(models.Model):
     """Heights ctop did not (fully) observe: the analysis marks them unknown, never as misses."""
 

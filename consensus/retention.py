@@ -16,7 +16,7 @@ from datetime import datetime
 from django.db import connection, models, transaction
 
 from . import partitions
-from .models import Chain, CommitSignature, DeadLetter, Gap, Round, RoundStep, Vote
+from .models import Block, Chain, CommitSignature, DeadLetter, Gap, Round, RoundStep, Vote
 
 log = logging.getLogger(__name__)
 
@@ -123,5 +123,5 @@ def purge_chain(chain: Chain) -> None:
     dropped, the other tables deleted in SQL (no Python-side cascade over millions of rows)."""
     partitions.drop_chain(chain.pk)
     with connection.cursor() as cursor:
-        for model in [*HEIGHT_TABLES, Gap, DeadLetter]:
+        for model in [*HEIGHT_TABLES, Block, Gap, DeadLetter]:
             cursor.execute(f"DELETE FROM {model._meta.db_table} WHERE chain_id = %s", [chain.pk])  # noqa: S608

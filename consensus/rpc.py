@@ -64,6 +64,10 @@ class RPCClient:
     def block(self, height: int | None = None) -> p.Block:
         return self._call(p.decode_block, "/block", **({"height": height} if height else {}))
 
+    def blockchain(self, lo: int, hi: int) -> tuple[int, list[p.BlockMeta]]:
+        """Block metas of heights lo..hi (at most 20: the node's page), and the node's latest height."""
+        return self._call(p.decode_blockchain, "/blockchain", minHeight=lo, maxHeight=hi)
+
     def commit(self, height: int) -> p.Commit:
         """The commit of `height`: canonical once height+1 is committed, else the node's seen commit."""
         return self._call(p.decode_commit, "/commit", height=height)

@@ -174,7 +174,7 @@ def test_a_late_validator_and_a_failing_proposer_through_the_whole_pipeline(sim,
     from consensus.ingest import StreamConsumer
     from consensus.models import Chain
     from consensus.simulator import Scenario, SimChain
-    from consensus.simulator.scenario import FailedProposals, LateVotes
+    from consensus.simulator.scenario import EmptyBlocks, FailedProposals, LateVotes
     from validators.indexer import ChainIndexer
 
     from .subscriberhelpers import running, target, wait_until
@@ -182,6 +182,7 @@ def test_a_late_validator_and_a_failing_proposer_through_the_whole_pipeline(sim,
     scenario = Scenario(
         late_votes=[LateVotes(0, start=1, end=2, from_ms=SLOW_MS, to_ms=SLOW_MS)],
         failed_proposals=[FailedProposals(1)],
+        empty_blocks=[EmptyBlocks(2)],
     )
     sim_chain = SimChain("sim-1", validators=4, block_time=BLOCK, scenario=scenario)
     (node,) = sim.add_chain(sim_chain)
@@ -197,8 +198,16 @@ def test_a_late_validator_and_a_failing_proposer_through_the_whole_pipeline(sim,
         first = wait_until(lambda: runner.workers[0].last_height, message="watching")
         wait_until(lambda: sim_chain.latest_height >= first + 32, timeout=60, message="32 heights")
     StreamConsumer([chain], client=redis_client, consumer="t", block_ms=50).run(idle_exit=True, pipelined=False)
-    analyzer = MissingVoteAnalyzer([chain], lookup_workers=0, backlog=500, fetch_commits=False)
+    analyzer = MissingVoteAnalyzer([chain], lookup_workers=0, backlog=500, fetch_commits=False, fetch_blocks=True)
     analyzer.settle()
+    # The block metas of the judged heights were fetched after the tick's rules ran: the next
+    # evaluation of the performance rules sees them.
+    from django.utils import timezone
+
+    from analysis.alerts import evaluate
+    from consensus.models import Block
+
+    evaluate(chain, timezone.now(), with_performance=True)
     slow = Validator.objects.get(chain=chain, address=sim_chain.genesis[0].address)
     failing = Validator.objects.get(chain=chain, address=sim_chain.genesis[1].address)
 
@@ -219,9 +228,21 @@ def test_a_late_validator_and_a_failing_proposer_through_the_whole_pipeline(sim,
     assert "-" in record.recent and "--" not in record.recent[:6]  # one failure in three turns
     assert all(r.recent.count("-") == 0 for vid, r in latency.proposers(chain.pk, 40).items() if vid != failing.pk)
 
+    # Every judged height's block, as the simulator made it; validator 2's are all empty.
+    empty = Validator.objects.get(chain=chain, address=sim_chain.genesis[2].address)
+    judged = set(HeightHistory.objects.filter(chain=chain).values_list("height", flat=True))
+    stored = {b.height: b for b in Block.objects.filter(chain=chain)}
+    assert judged and set(stored) == set(range(min(judged), max(judged) + 1))
+    for height, b in stored.items():
+        made = sim_chain.blocks.get(height)
+        if made is not None:  # the simulator keeps its latest blocks only
+            assert (b.txs, b.time) == (made.txs, made.time)
+        assert (b.txs == 0) == (b.proposer_id == empty.pk or height % 20 == 0)
+
     alerts = {(a.kind, a.validator_id) for a in Alert.objects.filter(chain=chain, is_open=True)}
     assert (AlertKind.SLOW_VALIDATOR, slow.pk) in alerts
     assert (AlertKind.FAILED_PROPOSALS, failing.pk) in alerts
+    assert {vid for kind, vid in alerts if kind == AlertKind.EMPTY_BLOCKS} == {empty.pk}
     assert not {vid for kind, vid in alerts if kind == AlertKind.SLOW_VALIDATOR} - {slow.pk}
     assert not {kind for kind, _ in alerts} & {AlertKind.MISSED_VOTES, AlertKind.HALT_RISK}
 

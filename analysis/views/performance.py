@@ -1,6 +1,7 @@
 """A chain's performance page: the slowest validators (arrival delays and quorum margin over the
-latest heights), the proposers' record, and a latency heatmap (validators x recent heights). All of
-it from the history tier (analysis.latency), measured at the watched node."""
+latest heights), the proposers' record (with their blocks' transactions, analysis.blocks), and a
+latency heatmap (validators x recent heights), from the history tier (analysis.latency), measured
+at the watched node."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from django.utils.html import format_html_join
 from common.text import redact_url
 from consensus.models import Chain, Endpoint, Validator
 
-from .. import latency
+from .. import blocks, latency
 from ..models import AlertSettings
 
 WINDOWS = (100, 1_000, 10_000)
@@ -84,6 +85,7 @@ def chain_performance(request: HttpRequest, name: str) -> HttpResponse:
     names = {vid: v.moniker or v.short for vid, v in validators.items()}
     slowest = sorted(stats.validators.values(), key=lambda s: (-s.p95_ms, -s.after_quorum))
     records = sorted(latency.proposers(chain.pk, window).values(), key=lambda r: (-(r.turns - r.proposed), -r.lost))
+    chain_blocks = blocks.chain_blocks(chain.pk, window)
     settings = AlertSettings.for_chain(chain)
     median_p95 = stats.median("p95_ms")
     bound = max(settings.slow_min_ms, settings.slow_factor * median_p95) if median_p95 is not None else None
@@ -101,7 +103,10 @@ def chain_performance(request: HttpRequest, name: str) -> HttpResponse:
             "slowest": [(validators.get(s.validator_id), s) for s in slowest],
             "median_p95": median_p95,
             "bound": bound,
-            "proposers": [(validators.get(r.validator_id), r) for r in records],
+            "proposers": [
+                (validators.get(r.validator_id), r, chain_blocks.by_proposer.get(r.validator_id)) for r in records
+            ],
+            "blocks": chain_blocks,
             "settings": settings,
             "heat_heights": heights,
             "heat_html": heat,

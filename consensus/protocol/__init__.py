@@ -5,7 +5,7 @@ goes through here; nothing else looks at raw JSON. Decoders raise only ProtocolE
 subclasses); websocket error replies are returned as RPCError values.
 """
 
-from .blocks import decode_block, decode_commit
+from .blocks import decode_block, decode_blockchain, decode_commit
 from .envelope import unwrap
 from .errors import (
     BadValue,
@@ -26,6 +26,7 @@ from .values import (
     STEP_NAMES,
     STEP_NUMBERS,
     Block,
+    BlockMeta,
     Commit,
     CommitSig,
     CompleteProposal,
@@ -53,6 +54,7 @@ __all__ = [
     "STEP_NUMBERS",
     "BadValue",
     "Block",
+    "BlockMeta",
     "Commit",
     "CommitSig",
     "CompleteProposal",
@@ -74,6 +76,7 @@ __all__ = [
     "ValidatorsPage",
     "Vote",
     "decode_block",
+    "decode_blockchain",
     "decode_commit",
     "decode_frame",
     "decode_status",

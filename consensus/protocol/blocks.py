@@ -1,5 +1,5 @@
-"""Blocks and commits, however they come: the /block and /commit replies, and a NewBlock event's
-value (one decoder for a block, whichever way it came)."""
+"""Blocks and commits, however they come: the /block, /blockchain and /commit replies, and a
+NewBlock event's value (one decoder for a block, whichever way it came)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 from . import fields as f
 from .envelope import guarded, unwrap
 from .errors import BadValue
-from .values import Block, Commit, CommitSig
+from .values import Block, BlockMeta, Commit, CommitSig
 
 
 def decode_commit_body(c: dict, path: str) -> Commit:
@@ -67,6 +67,43 @@ def decode_block_body(value: dict, path: str) -> Block:
 def decode_block(body: str | bytes) -> Block:
     """The /block reply."""
     return guarded("block reply", lambda result: decode_block_body(result, "block"), unwrap(body))
+
+
+# Bounds of what a block can hold: CometBFT caps a block at 100 MiB (types.MaxBlockSizeBytes), so
+# neither its size nor its transaction count can go past that.
+MAX_BLOCK_BYTES = 104_857_600
+MAX_BLOCK_METAS = 20  # the node's page of /blockchain; a longer list is not an honest node's
+
+
+def decode_blockchain(body: str | bytes) -> tuple[int, list[BlockMeta]]:
+    """The /blockchain reply: the node's latest height and its block metas (newest first, as sent)."""
+    return guarded("blockchain reply", _blockchain, unwrap(body))
+
+
+def _blockchain(result: dict) -> tuple[int, list[BlockMeta]]:
+    last = f.height(f.get(result, "last_height", "blockchain"), "blockchain.last_height", allow_zero=True)
+    raw = f.get(result, "block_metas", "blockchain")
+    if not isinstance(raw, list) or len(raw) > MAX_BLOCK_METAS:
+        raise BadValue(f"blockchain.block_metas: expected a list of at most {MAX_BLOCK_METAS}")
+    metas = []
+    for i, item in enumerate(raw):
+        path = f"blockchain.block_metas[{i}]"
+        item = f.obj(item, path)
+        header = f.obj(f.get(item, "header", path), f"{path}.header")
+        hp = f"{path}.header"
+        time = f.timestamp(f.get(header, "time", hp), f"{hp}.time")
+        assert time is not None
+        metas.append(
+            BlockMeta(
+                height=f.height(f.get(header, "height", hp), f"{hp}.height"),
+                time=time,
+                chain_id=f.string(header.get("chain_id", ""), f"{hp}.chain_id"),
+                proposer_address=f.address(f.get(header, "proposer_address", hp), f"{hp}.proposer_address"),
+                num_txs=f.integer(f.get(item, "num_txs", path), f"{path}.num_txs", lo=0, hi=MAX_BLOCK_BYTES),
+                block_size=f.integer(item.get("block_size", "0"), f"{path}.block_size", lo=0, hi=MAX_BLOCK_BYTES),
+            )
+        )
+    return last, metas
 
 
 def decode_commit(body: str | bytes) -> Commit:

@@ -251,6 +251,19 @@ def header_doc(*, chain_id: str, height: int, time: datetime, last_block_hash: b
     }
 
 
+def blockchain_reply(last_height: int, metas: list[tuple[bytes, dict, int, int]]) -> str:
+    """/blockchain: `metas` of (block hash, header doc, transactions, size), newest first."""
+    return http_result(
+        {
+            "last_height": str(last_height),
+            "block_metas": [
+                {"block_id": block_id(h), "block_size": str(size), "header": header, "num_txs": str(txs)}
+                for h, header, txs, size in metas
+            ],
+        }
+    )
+
+
 def block_reply(*, block_hash: bytes, header: dict, last_commit: Commit | None) -> str:
     empty_commit = {"height": "0", "round": 0, "block_id": block_id(None), "signatures": []}
     return http_result(

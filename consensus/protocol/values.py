@@ -155,5 +155,17 @@ class Block:
     last_commit: Commit | None
 
 
+@dataclass(frozen=True, slots=True)
+class BlockMeta:
+    """One block's header facts and size, as /blockchain lists them (no transactions, no commit)."""
+
+    height: int
+    time: datetime
+    chain_id: str
+    proposer_address: str
+    num_txs: int
+    block_size: int  # bytes
+
+
 # What decode_frame may return for an event.
 Event = Vote | NewRound | RoundStep | CompleteProposal | NewBlock | ValidatorSetUpdates

@@ -75,6 +75,7 @@ class BlockRecord:
     times: array  # seconds after `time`'s height start at which each validator precommitted
     start: datetime
     sign: Callable[[SimValidator, int, int, int], bytes]
+    txs: int = 0  # transactions in the block (/blockchain's num_txs)
 
     @property
     def commit(self) -> Commit:
@@ -186,6 +187,12 @@ class SimChain:
 
     def _signature(self, v: SimValidator, h: int, r: int, t: int) -> bytes:
         return hashlib.sha512(f"{v.address}/{h}/{r}/{t}".encode()).digest()  # 64 bytes, like ed25519
+
+    @staticmethod
+    def transactions(h: int) -> int:
+        """A block's transactions, as on a chain with traffic: 1 to 17, and one block in 20 empty
+        (deterministic, so tests know them)."""
+        return 0 if h % 20 == 0 else 1 + (h * 7) % 17
 
     def block_hash(self, h: int, r: int) -> bytes:
         return hashlib.sha256(f"{self.chain_id}/block/{h}/{r}".encode()).digest()
@@ -342,17 +349,19 @@ class SimChain:
         if committed_at is None:  # late precommits were needed for +2/3: the commit comes with them
             committed_at = t
             out.append(Emission(t, "NewRoundStep", _step(h, r, "RoundStepCommit")))
+        proposer = self.proposer(h, r)[1]
         record = BlockRecord(
             h,
             block,
             start + timedelta(seconds=committed_at),
-            self.proposer(h, r)[1].address,
+            proposer.address,
             r,
             bytes(flags),
             vals,
             array("d", times),
             start,
             self._signature,
+            0 if self.scenario.proposes_empty(proposer.genesis_index, h) else self.transactions(h),
         )
         return t, record, out
 

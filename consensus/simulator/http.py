@@ -1,5 +1,5 @@
 """The simulator's HTTP RPC: /health, /status, /validators (paginated exactly like a real node,
-including its out-of-range error), /block and /commit, with the real error replies. A mixin of
+including its out-of-range error), /block, /blockchain and /commit, with the real error replies. A mixin of
 SimNode, which provides the chain, the port, the chain-id it reports and its stall state."""
 
 from __future__ import annotations
@@ -124,6 +124,30 @@ class HTTPRoutes:
                 last_commit=prev.commit if prev else None,
             )
         )
+
+    async def blockchain(self, request: web.Request) -> web.Response:
+        """Block metas, newest first, at most 20: the latest 20 of [minHeight, maxHeight] after both
+        are clamped to what the node has, as CometBFT's filterMinMax does."""
+        latest = self._latest()
+        try:
+            lo = int(request.query.get("minHeight", "1").strip('"') or 1)
+            hi = int(request.query.get("maxHeight", "0").strip('"') or 0)
+        except ValueError:
+            return self._error("error converting http params to arguments: invalid minHeight or maxHeight")
+        if lo < 0 or hi < 0:
+            return self._error("heights must be non-negative")
+        base = max(1, self.chain.earliest_height)
+        lo = max(lo, base)
+        hi = latest if hi == 0 else min(hi, latest)
+        lo = max(lo, hi - 20 + 1)
+        if lo > hi:
+            return self._error(f"min height {lo} can't be greater than max height {hi}")
+        metas = []
+        for h in range(hi, lo - 1, -1):
+            rec = self.chain.blocks.get(h)
+            if rec is not None:  # the simulator keeps its latest blocks only
+                metas.append((rec.block_hash, self._header(h), rec.txs, 600 + 250 * rec.txs))
+        return self._reply(encode.blockchain_reply(latest, metas))
 
     async def commit(self, request: web.Request) -> web.Response:
         latest = self._latest()

@@ -85,6 +85,15 @@ class FailedProposals:
     start: int = 1
 
 
+@dataclass(frozen=True)
+class EmptyBlocks:
+    """Validator `validator`'s blocks carry no transactions from height `start` on (the other
+    proposers' blocks carry some, as on a chain with traffic)."""
+
+    validator: int
+    start: int = 1
+
+
 @dataclass
 class Scenario:
     offline: list[Window] = field(default_factory=list)
@@ -95,6 +104,7 @@ class Scenario:
     stalls: list[Stall] = field(default_factory=list)
     late_votes: list[LateVotes] = field(default_factory=list)
     failed_proposals: list[FailedProposals] = field(default_factory=list)
+    empty_blocks: list[EmptyBlocks] = field(default_factory=list)
     # Connection-level trouble, applied by every node of the chain.
     drop_connections_every: float = 0.0  # seconds; 0 = never
     malformed_every: int = 0  # every Nth event frame is followed by a malformed one; 0 = never
@@ -118,6 +128,9 @@ class Scenario:
             for f in self.failed_proposals
         )
 
+    def proposes_empty(self, validator: int, height: int) -> bool:
+        return any(e.validator == validator and height >= e.start for e in self.empty_blocks)
+
     def halt_at(self, height: int) -> Halt | None:
         return next((h for h in self.halts if h.height == height), None)
 
@@ -138,6 +151,7 @@ class Scenario:
             stalls=[Stall(**s) for s in doc.get("stalls", [])],
             late_votes=[LateVotes(**w) for w in doc.get("late_votes", [])],
             failed_proposals=[FailedProposals(**f) for f in doc.get("failed_proposals", [])],
+            empty_blocks=[EmptyBlocks(**e) for e in doc.get("empty_blocks", [])],
             drop_connections_every=float(doc.get("drop_connections_every", 0)),
             malformed_every=int(doc.get("malformed_every", 0)),
         )

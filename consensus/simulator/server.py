@@ -168,6 +168,7 @@ class SimNode(HTTPRoutes):
         app.router.add_get("/status", self.status)
         app.router.add_get("/validators", self.validators)
         app.router.add_get("/block", self.block)
+        app.router.add_get("/blockchain", self.blockchain)
         app.router.add_get("/commit", self.commit)
         app.router.add_get("/health", self.health)
         return app

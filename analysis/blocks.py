@@ -1,0 +1,170 @@
+"""Committed blocks' facts (consensus.Block): fetched from /blockchain for judged heights, checked
+against what ctop knows, and read back as each proposer's record (transactions, empty-block streak,
+the chain's block time) for the performance page and the empty-blocks alert.
+
+A node's /blockchain reply is untrusted like any other: a block meta is kept only if it is for a
+height that was asked, of the chain's own chain-id, not dated in the future, and proposed by a
+validator of the active set at that height. Anything else is refused (logged) and never retried in a
+loop: a lying endpoint costs one log line per page, not a poisoned record.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db import connection
+from django.utils import timezone
+
+from common.text import one_line, redact_url
+from consensus import protocol as p
+from consensus.models import Block, Chain, Validator
+from consensus.rpc import RPCClient
+
+from .models import HeightHistory
+
+log = logging.getLogger("ctop.analyzer")
+
+PAGE = 20  # /blockchain lists at most 20 block metas a call
+CLOCK_AHEAD = timedelta(minutes=10)  # a block time later than this past ctop's clock is a lie
+
+
+@dataclass
+class FetchResult:
+    stored: int = 0
+    refused: list[tuple[int, str]] = field(default_factory=list)  # (height, why)
+    covered: int = 0  # the highest height answered for (stored or refused): not asked again
+
+
+def check(chain: Chain, lo: int, hi: int, metas: list[p.BlockMeta], now: datetime) -> tuple[list[Block], list]:
+    """The metas worth keeping as Block rows, and the refused ones with the reason."""
+    refused: list[tuple[int, str]] = []
+    seen: set[int] = set()
+    ids = dict(
+        Validator.objects.filter(chain=chain, address__in={m.proposer_address for m in metas}).values_list(
+            "address", "id"
+        )
+    )
+    candidates: list[tuple[p.BlockMeta, int]] = []
+    for m in metas:
+        if not lo <= m.height <= hi or m.height in seen:
+            refused.append((m.height, f"height {m.height} was not asked for (asked {lo}..{hi}) or came twice"))
+        elif chain.chain_id and m.chain_id != chain.chain_id:
+            refused.append((m.height, f"chain-id {one_line(m.chain_id, 64)!r} is not {chain.chain_id!r}"))
+        elif m.time > now + CLOCK_AHEAD:
+            refused.append((m.height, f"block time {m.time.isoformat()} is in the future"))
+        elif m.proposer_address not in ids:
+            refused.append((m.height, f"proposer {m.proposer_address} is not a known validator of the chain"))
+        else:
+            candidates.append((m, ids[m.proposer_address]))
+        seen.add(m.height)
+    members = _in_set(chain.pk, [(m.height, vid) for m, vid in candidates])
+    rows = []
+    for m, vid in candidates:
+        if (m.height, vid) not in members:
+            refused.append((m.height, f"proposer {m.proposer_address} was not in the active set at {m.height}"))
+            continue
+        rows.append(Block(chain=chain, height=m.height, time=m.time, proposer_id=vid, txs=m.num_txs, size=m.block_size))
+    return rows, refused
+
+
+def _in_set(chain_id: int, pairs: list[tuple[int, int]]) -> set[tuple[int, int]]:
+    """The (height, validator id) pairs where the validator was in the recorded active set."""
+    if not pairs:
+        return set()
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT q.h, q.v FROM unnest(%s::bigint[], %s::int[]) AS q(h, v) WHERE EXISTS (SELECT 1 FROM"
+            " validators_setmembership s WHERE s.chain_id = %s AND s.validator_id = q.v AND s.heights @> q.h)",
+            [[h for h, _ in pairs], [v for _, v in pairs], chain_id],
+        )
+        return {(h, v) for h, v in cur.fetchall()}
+
+
+def fetch(chain: Chain, client: RPCClient, lo: int, hi: int, *, deadline: float | None = None) -> FetchResult:
+    """Block metas of lo..hi, one page at a time, stored (idempotent on (chain, height)), until the
+    `deadline` (time.monotonic()) if one is given. Raises the client's errors (EndpointError,
+    RPCError) for the page that failed; what came before is kept."""
+    result = FetchResult(covered=lo - 1)
+    for a in range(lo, hi + 1, PAGE):
+        if deadline is not None and time.monotonic() > deadline:
+            break  # a slow endpoint: the rest is asked for by a later job
+        b = min(hi, a + PAGE - 1)
+        last, metas = client.blockchain(a, b)
+        rows, refused = check(chain, a, b, metas, timezone.now())
+        Block.objects.bulk_create(rows, ignore_conflicts=True)
+        result.stored += len(rows)
+        result.refused += refused
+        for height, why in refused[:3]:  # one page of lies is a few lines, not twenty
+            log.warning("%s h=%d: block meta from %s refused: %s", chain.name, height, redact_url(client.url), why)
+        # Heights the node answered for are done, kept or refused (a lie is not asked for again);
+        # heights above its latest (a node behind) are asked for again later. Heights it pruned
+        # come back as nothing: done too, there is nobody else to ask.
+        result.covered = min(b, last)
+        if last < b:
+            break
+    return result
+
+
+def next_wanted(chain: Chain, judged_to: int, backlog: int, covered: int = 0) -> int:
+    """The first height whose block meta is wanted: judged, past the newest stored and past
+    `covered` (the heights already answered for), at most `backlog` heights behind the newest judged
+    one (a long outage is not fetched back block by block)."""
+    newest = Block.objects.filter(chain=chain).order_by("-height").values_list("height", flat=True).first()
+    # Nothing before the first judged height: its set may not be recorded (the meta could not be checked).
+    first = HeightHistory.objects.filter(chain=chain).order_by("height").values_list("height", flat=True).first()
+    return max((newest or 0) + 1, covered + 1, judged_to - backlog + 1, first or 1)
+
+
+# --- reading ---
+
+
+@dataclass
+class BlockRecord:
+    """One proposer's committed blocks over a window of heights."""
+
+    blocks: int = 0
+    empty: int = 0
+    txs: int = 0
+    streak: int = 0  # its latest blocks in a row that were empty
+
+    @property
+    def empty_share(self) -> float:
+        return self.empty / self.blocks if self.blocks else 0.0
+
+
+@dataclass
+class ChainBlocks:
+    heights: int = 0  # blocks read
+    by_proposer: dict[int, BlockRecord] = field(default_factory=dict)
+    block_time_s: float | None = None  # the median interval between consecutive blocks
+
+
+def chain_blocks(chain_id: int, heights: int) -> ChainBlocks:
+    """The latest `heights` blocks stored for the chain, per proposer (newest first inside)."""
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT height, time, proposer_id, txs FROM consensus_block WHERE chain_id = %s"
+            " ORDER BY height DESC LIMIT %s",
+            [chain_id, heights],
+        )
+        rows = cur.fetchall()
+    out = ChainBlocks(heights=len(rows))
+    ended: set[int] = set()  # proposers whose empty streak is over
+    for _, _, proposer, txs in rows:
+        rec = out.by_proposer.setdefault(proposer, BlockRecord())
+        rec.blocks += 1
+        rec.txs += txs
+        if txs == 0:
+            rec.empty += 1
+            if proposer not in ended:
+                rec.streak += 1
+        else:
+            ended.add(proposer)
+    intervals = sorted((a[1] - b[1]).total_seconds() for a, b in itertools.pairwise(rows) if a[0] == b[0] + 1)
+    if intervals:
+        out.block_time_s = intervals[len(intervals) // 2]
+    return out
