@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from analysis.models import Alert, AlertKind, AlertSettings, HeightVerdict, ValidatorVerdict
+from analysis import blocks, latency
+from analysis.models import Alert, AlertKind, AlertSettings, HeightHistory, HeightVerdict, ValidatorVerdict
 from analysis.runner import MissingVoteAnalyzer
 from consensus.ingest import StreamConsumer
-from consensus.models import Chain, Endpoint
+from consensus.models import Block, Chain, Endpoint
 from consensus.rpc import RPCClient
 from consensus.subscriber import ChainTarget
 from validators.indexer import ChainIndexer
@@ -20,6 +21,33 @@ pytestmark = [pytest.mark.localnet, pytest.mark.analysis_truth, pytest.mark.slow
 
 def open_alerts(chain, *kinds):
     return list(Alert.objects.filter(chain=chain, is_open=True, kind__in=kinds).select_related("validator"))
+
+
+def measure_latency_and_blocks(chain, localnet, after) -> None:
+    """Vote latency and block metas on a real network with no injected delay: every vote ctop timed
+    arrived within one block time of its round's proposal (plausibility, the figures are printed
+    for the record), and the blocks ctop fetched are the chain's own (its /block says the same),
+    all empty (nobody sends transactions here), so no empty-blocks alert: the chain is quiet."""
+    wait_until(after(lambda: Block.objects.filter(chain=chain).count() >= 6), timeout=30, message="block metas")
+    block_time = blocks.chain_blocks(chain.pk, 50).block_time_s
+    assert block_time is not None and 0.5 < block_time < 5, block_time
+    delays = []
+    for packed in HeightHistory.objects.filter(chain=chain, delays__isnull=False).values_list("delays", flat=True):
+        delays += [d * latency.UNIT_MS for d in latency.unpack_delays(bytes(packed)) if d != latency.NO_DELAY]
+    assert len(delays) >= 6 * 4, len(delays)
+    assert all(-1000 * block_time < d < 1000 * block_time for d in delays), (block_time, sorted(delays)[-5:])
+    stats = latency.chain_latency(chain.pk, 50)
+    assert len(stats.validators) == 4
+    print(
+        f"\nlocalnet: block time {block_time:.3f} s; {len(delays)} votes timed, min {min(delays)} ms,"
+        f" max {max(delays)} ms; per validator p50/p95/after quorum: "
+        + ", ".join(f"{v.p50_ms:.0f}/{v.p95_ms:.0f} ms/{100 * v.after_quorum:.0f}%" for v in stats.validators.values())
+    )
+    rpc = RPCClient(localnet.nodes[1].rpc_url)
+    for b in Block.objects.filter(chain=chain).select_related("proposer")[:10]:
+        real = rpc.block(b.height)
+        assert (b.proposer.address, b.time, b.txs) == (real.proposer_address, real.time, 0)
+    assert not open_alerts(chain, AlertKind.EMPTY_BLOCKS)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -57,6 +85,7 @@ def test_a_stopped_validator_is_alerted_then_resolved_and_a_halt_is_alerted(loca
         wait_until(after(lambda: judged() >= 6), timeout=90, interval=0.3, message="6 judged heights")
         assert not open_alerts(chain, AlertKind.MISSED_VOTES, AlertKind.HALT_RISK, AlertKind.STALLED)
         assert not ValidatorVerdict.objects.filter(chain=chain, missed=True).exists()
+        measure_latency_and_blocks(chain, localnet, after)
 
         # 2. The watched node dies with its validator (kill -9): ctop fails over to the second
         # endpoint, the heights of the switch are judged from the chain's commit, and a
