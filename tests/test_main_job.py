@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import threading
+import time
 
 import psycopg
 import pytest
@@ -109,7 +110,21 @@ def test_main_job_runs_the_demo_end_to_end_and_stops_cleanly(main_job):
         return int(found.group(1)) if found else None
 
     first = wait_for(height, 90, "a height on the live page", output)
+    watching = time.monotonic()
     wait_for(lambda: (height() or 0) >= first + 3, 60, "the height to rise", output)
+
+    # The demo's late validator (its votes 300 ms and more behind the others') is alerted as slow
+    # within two minutes of the pipeline watching the chain.
+    late = SimChain("sim-1", validators=5).genesis[0].address
+    wait_for(
+        lambda: (
+            f"/chains/sim-1/validators/{late}/"
+            in session.get(f"{base}/alerts/?state=all&kind=slow_validator", timeout=10).text
+        ),
+        120 - (time.monotonic() - watching),
+        "a slow-validator alert for the late validator within two minutes",
+        output,
+    )
 
     flaky = SimChain("sim-1", validators=5).genesis[2].address  # the demo's validator that drops out
     wait_for(

@@ -142,6 +142,21 @@ def test_gaps_blocks_and_status_entries(chain, redis_client):
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_stream_lost_with_its_group_is_made_again_and_nothing_written_since_is_skipped(chain, redis_client):
+    # Redis here keeps nothing on disk: restarted, it comes back without the streams and groups.
+    lines = list(frames("ws_frames_normal.jsonl"))
+    half = len(lines) // 2
+    fill(redis_client, chain.name, lines[:half])
+    c = consumer(chain, redis_client, block_ms=50)
+    drain(c)
+    redis_client.delete(stream_key(chain.name))  # what a restart of an empty Redis leaves
+    fill(redis_client, chain.name, lines[half:])  # the subscriber goes on writing (XADD makes the key)
+    drain(c)
+    assert set(snapshot()["votes"]) == expected_votes(lines)
+    assert redis_client.xpending(stream_key(chain.name), GROUP)["pending"] == 0
+
+
+@pytest.mark.django_db(transaction=True)
 def test_postgresql_going_away_loses_nothing(chain, redis_client, normal):
     key = stream_key(chain.name)
     c = consumer(chain, redis_client, count=3, block_ms=50)

@@ -126,8 +126,27 @@ class StreamConsumer:
 
     def run_once(self) -> int:
         """Read, persist and acknowledge one batch. Returns entries handled (0 if idle or failing)."""
-        work = self.read()
+        try:
+            work = self.read()
+        except redis.ResponseError as exc:
+            if not self.heal(exc):
+                raise
+            return 0
         return self.store(work) if work is not None else 0
+
+    def heal(self, exc: redis.RedisError) -> bool:
+        """A stream or its group that vanished (Redis restarted without its data, or someone deleted
+        the key) is made again, from the stream's start: entries written since are read, none is
+        skipped. True if that was the trouble (and it is mended, or Redis is away again)."""
+        if not isinstance(exc, redis.ResponseError) or "NOGROUP" not in str(exc):
+            return False
+        log.warning("a stream or its consumer group is gone (Redis restarted empty?); making them again")
+        try:
+            self.ensure_groups()
+        except redis.RedisError as again:
+            log.error("cannot make the consumer groups again (%s); retrying", again)
+        self._own_pending = True
+        return True
 
     def read(self) -> Work | None:
         """The next unit of work, decoded: entries a stopped consumer left pending (when a claim is
@@ -316,6 +335,8 @@ class StreamConsumer:
                 try:
                     handled = self.run_once() if committer is None else self._pipelined_step(committer)
                 except redis.RedisError as exc:
+                    if self.heal(exc):
+                        continue
                     log.error("Redis unavailable (%s); retrying", exc)
                     self.stop.wait(1.0)
                     self.reread_pending()
