@@ -14,7 +14,6 @@ from consensus.models import SKEW_UNIT, Chain, Round, RoundStep, Step, Validator
 from consensus.selectors import latest_heights
 from validators.selectors import active_set, latest_known_set
 
-from .history import HeightLetters
 from .models import LATE, MISSED, NIL, SIGNED, UNKNOWN, HeightVerdict, ValidatorVerdict
 
 TWO_THIRDS = 200 / 3  # percent
@@ -235,14 +234,3 @@ def height_detail(chain: Chain, height: int) -> list[HeightRound]:
             )
         )
     return out
-
-
-def participation(heights: list[HeightLetters], bucket: int = 100) -> list[tuple[int, int, int]]:
-    """(first height of the bucket, heights judged, heights with a miss) per bucket of `bucket`
-    heights, oldest first, from a validator's history (analysis.history.validator_heights)."""
-    buckets: dict[int, list[int]] = {}
-    for h in heights:
-        tally = buckets.setdefault(h.height // bucket * bucket, [0, 0])
-        tally[0] += 1
-        tally[1] += h.missed
-    return [(b, n, missed) for b, (n, missed) in sorted(buckets.items())]
