@@ -1,6 +1,7 @@
 """On-disk bytes per stored vote (ctop's layout, the layout before it, consensus 0006, and the
-original ctop's) and per judged height of the history tier (against the per-validator verdict
-rows it stands beside), the same data in the same run.
+original ctop's) and per judged height of the history tier, letters and vote delays, and of the
+block metas beside it (against the per-validator verdict rows it stands beside), the same data in
+the same run.
 
 .venv/bin/python -m benchmarks.bench_storage [--heights 2000] [--validators 150]
 
@@ -147,11 +148,12 @@ def history_per_height(chain, validator_ids: list[int], heights: int) -> None:
     from django.db import connection
     from django.utils import timezone
 
-    from analysis import history
+    from analysis import history, latency
 
     rng = random.Random(1)
     now = timezone.now()
     voters = sorted(validator_ids)
+    n = len(voters)
     with connection.cursor() as cur:
         # Tables of their own, shaped as ctop's (LIKE ... INCLUDING ALL): nothing else in them, no dead rows.
         cur.execute("DROP TABLE IF EXISTS bench_history, bench_verdicts")
@@ -177,22 +179,48 @@ def history_per_height(chain, validator_ids: list[int], heights: int) -> None:
                     copy.write_row((chain.pk, h, vid, power, pv, pc, "M" in pv + pc))
         set_id = history.VoterSets().id_of(cur, chain.pk, voters)
         with cur.copy(
-            "COPY bench_history (chain_id, height, judged_at, voters_id, rounds, unknown, from_commit, letters)"
-            " FROM STDIN"
+            "COPY bench_history (chain_id, height, judged_at, voters_id, rounds, unknown, from_commit, letters,"
+            " delays, round_info) FROM STDIN"
         ) as copy:
             for h, rounds, letters in verdicts:
-                copy.write_row((chain.pk, h, now, set_id, rounds, False, False, history.pack(letters, voters)))
-        cur.execute("VACUUM ANALYZE bench_history")
-        cur.execute("VACUUM ANALYZE bench_verdicts")
+                # Each vote's arrival delay (10 ms units: 0-1 s, as on a chain with 150 validators
+                # around the world) and each round's proposer and quorum times.
+                delays = {vid: [(rng.randrange(100), rng.randrange(100)) for _ in range(rounds)] for vid in voters}
+                info = [latency.RoundTiming(voters[h % n], latency.PROPOSED, (30, 40)) for _ in range(rounds)]
+                copy.write_row(
+                    (
+                        chain.pk,
+                        h,
+                        now,
+                        set_id,
+                        rounds,
+                        False,
+                        False,
+                        history.pack(letters, voters),
+                        latency.pack_delays(delays, voters, rounds),
+                        latency.pack_rounds(info),
+                    )
+                )
+        # The block meta of each height (consensus.Block), the same long-term tier.
+        cur.execute("CREATE TABLE bench_block (LIKE consensus_block INCLUDING ALL)")
+        cur.execute(
+            "INSERT INTO bench_block (chain_id, height, time, proposer_id, txs, size)"
+            " SELECT %s, h, now(), (%s::int[])[h %% %s + 1], h %% 40, 20000 + h %% 9000 FROM generate_series(0, %s) h",
+            [chain.pk, voters, n, heights - 1],
+        )
+        for table in ("bench_history", "bench_verdicts", "bench_block"):
+            cur.execute(f"VACUUM ANALYZE {table}")
         packed = sizes(cur, "bench_history")
         rows = sizes(cur, "bench_verdicts")
-        cur.execute("DROP TABLE bench_history, bench_verdicts")
-    n = len(voters)
+        metas = sizes(cur, "bench_block")
+        cur.execute("DROP TABLE bench_history, bench_verdicts, bench_block")
     print(f"history: {heights:,} judged heights of {n} validators")
     ours = (packed[0] + sum(packed[1].values())) / heights
+    block = (metas[0] + sum(metas[1].values())) / heights
     before = (rows[0] + sum(rows[1].values())) / heights
     year = 365 * 86400 / 6
     print(f"  history tier (one packed row)      {ours:9.1f} bytes/height  -> {ours * year / 1e9:.2f} GB a year at 6 s")
+    print(f"  block meta (consensus.Block)       {block:9.1f} bytes/height  -> {block * year / 1e9:.2f} GB a year")
     print(f"  verdict rows (one per validator)   {before:9.1f} bytes/height  -> {before * year / 1e9:.1f} GB a year")
     print(f"ratio: {ours / before:.3f}x")
 
