@@ -46,7 +46,7 @@ def evaluate(
         for found, cleared in (
             performance.slow_validators(chain, settings, state.open_alerts),
             performance.failing_proposers(chain, settings, state.open_alerts, size, missing),
-            performance.empty_blocks(chain, settings, state.open_alerts, size),
+            performance.empty_blocks(chain, settings, state.open_alerts, size, state.latest_judged),
         ):
             findings += found
             clears += cleared

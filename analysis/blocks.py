@@ -2,10 +2,14 @@
 against what ctop knows, and read back as each proposer's record (transactions, empty-block streak,
 the chain's block time) for the performance page and the empty-blocks alert.
 
-A node's /blockchain reply is untrusted like any other: a block meta is kept only if it is for a
-height that was asked, of the chain's own chain-id, not dated in the future, and proposed by a
-validator of the active set at that height. Anything else is refused (logged) and never retried in a
-loop: a lying endpoint costs one log line per page, not a poisoned record.
+A node's /blockchain reply is untrusted like any other. A block meta is kept only if its header
+hashes (recomputed, consensus.protocol.headers) to its block id, that block is one ctop saw
+proposed at that height (Round.block_hash, from CompleteProposal), its chain-id is the chain's, its
+proposer is in that height's recorded active set, and its transaction count agrees with the
+header's data hash about emptiness. So whether a block was empty, and who proposed it when, are the
+chain's facts, not the endpoint's word (the exact count of a non-empty block still is). Anything
+else is refused (logged) and not asked for again in a loop. Heights ctop did not see proposed (a
+gap, a backfill) get no meta.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from django.utils import timezone
 
 from common.text import one_line, redact_url
 from consensus import protocol as p
-from consensus.models import Block, Chain, Validator
+from consensus.models import Block, Chain, Round, Validator
+from consensus.protocol.headers import EMPTY_HASH
 from consensus.rpc import RPCClient
 
 from .models import HeightHistory
@@ -48,6 +53,7 @@ def check(chain: Chain, lo: int, hi: int, metas: list[p.BlockMeta], now: datetim
             "address", "id"
         )
     )
+    proposals = _proposals(chain.pk, lo, hi)
     candidates: list[tuple[p.BlockMeta, int]] = []
     for m in metas:
         if not lo <= m.height <= hi or m.height in seen:
@@ -56,6 +62,12 @@ def check(chain: Chain, lo: int, hi: int, metas: list[p.BlockMeta], now: datetim
             refused.append((m.height, f"chain-id {one_line(m.chain_id, 64)!r} is not {chain.chain_id!r}"))
         elif m.time > now + CLOCK_AHEAD:
             refused.append((m.height, f"block time {m.time.isoformat()} is in the future"))
+        elif m.header_hash is None or m.header_hash != m.block_hash:
+            refused.append((m.height, "its header does not hash to its block id"))
+        elif m.block_hash not in proposals.get(m.height, ()):
+            refused.append((m.height, "not a block ctop saw proposed at that height"))
+        elif (m.num_txs == 0) != (m.data_hash in (None, EMPTY_HASH)):
+            refused.append((m.height, f"{m.num_txs} transactions, but the header's data hash says otherwise"))
         elif m.proposer_address not in ids:
             refused.append((m.height, f"proposer {m.proposer_address} is not a known validator of the chain"))
         else:
@@ -69,6 +81,15 @@ def check(chain: Chain, lo: int, hi: int, metas: list[p.BlockMeta], now: datetim
             continue
         rows.append(Block(chain=chain, height=m.height, time=m.time, proposer_id=vid, txs=m.num_txs, size=m.block_size))
     return rows, refused
+
+
+def _proposals(chain_id: int, lo: int, hi: int) -> dict[int, set[bytes]]:
+    """The blocks ctop saw proposed at heights lo..hi (every round's), by height."""
+    out: dict[int, set[bytes]] = {}
+    rows = Round.objects.filter(chain_id=chain_id, height__gte=lo, height__lte=hi, block_hash__isnull=False)
+    for height, block in rows.values_list("height", "block_hash"):
+        out.setdefault(height, set()).add(bytes(block))
+    return out
 
 
 def _in_set(chain_id: int, pairs: list[tuple[int, int]]) -> set[tuple[int, int]]:
@@ -130,6 +151,7 @@ class BlockRecord:
     empty: int = 0
     txs: int = 0
     streak: int = 0  # its latest blocks in a row that were empty
+    streak_from: int | None = None  # the height of the streak's first block
 
     @property
     def empty_share(self) -> float:
@@ -141,20 +163,27 @@ class ChainBlocks:
     heights: int = 0  # blocks read
     by_proposer: dict[int, BlockRecord] = field(default_factory=dict)
     block_time_s: float | None = None  # the median interval between consecutive blocks
+    rows: list[tuple[int, int, int]] = field(default_factory=list)  # (height, proposer, txs), newest first
+
+    def others_since(self, proposer: int, height: int) -> tuple[int, int]:
+        """(blocks, empty blocks) of the other proposers from `height` on."""
+        mine = [txs for h, p, txs in self.rows if h >= height and p != proposer]
+        return len(mine), mine.count(0)
 
 
-def chain_blocks(chain_id: int, heights: int) -> ChainBlocks:
-    """The latest `heights` blocks stored for the chain, per proposer (newest first inside)."""
+def chain_blocks(chain_id: int, heights: int, *, above: int | None = None) -> ChainBlocks:
+    """The latest `heights` blocks stored for the chain (only those above height `above` if given:
+    old metas of a chain whose fetching stopped are not today's figures), per proposer."""
     with connection.cursor() as cur:
         cur.execute(
-            "SELECT height, time, proposer_id, txs FROM consensus_block WHERE chain_id = %s"
+            "SELECT height, time, proposer_id, txs FROM consensus_block WHERE chain_id = %s AND height > %s"
             " ORDER BY height DESC LIMIT %s",
-            [chain_id, heights],
+            [chain_id, above if above is not None else 0, heights],
         )
         rows = cur.fetchall()
-    out = ChainBlocks(heights=len(rows))
+    out = ChainBlocks(heights=len(rows), rows=[(h, p, txs) for h, _, p, txs in rows])
     ended: set[int] = set()  # proposers whose empty streak is over
-    for _, _, proposer, txs in rows:
+    for height, _, proposer, txs in rows:
         rec = out.by_proposer.setdefault(proposer, BlockRecord())
         rec.blocks += 1
         rec.txs += txs
@@ -162,6 +191,7 @@ def chain_blocks(chain_id: int, heights: int) -> ChainBlocks:
             rec.empty += 1
             if proposer not in ended:
                 rec.streak += 1
+                rec.streak_from = height
         else:
             ended.add(proposer)
     intervals = sorted((a[1] - b[1]).total_seconds() for a, b in itertools.pairwise(rows) if a[0] == b[0] + 1)

@@ -3,7 +3,8 @@
 Judging reads only the database. When a height needs a node's answer (its canonical commit, to
 cross-check a precommit ctop did not see; or the validator set of a height the indexer has not
 reached; the facts of committed blocks, for proposer statistics), the question goes to a small
-pool of threads, at most one job per chain at a time, and the height waits for a later tick. So
+pool of threads, at most one job of each kind per chain at a time, and the height waits for a later
+tick. So
 a chain whose endpoint is slow, dripping or dead costs one pool thread for at most its deadlines,
 and every other chain is judged and alerted on time. The analyzer is woken as soon as an answer
 comes back, so a healthy endpoint adds no tick of delay.
@@ -165,16 +166,24 @@ class RemoteLookups:
 
     def _fetch_blocks(self, chain: Chain, lo: int, hi: int) -> None:
         try:
-            client, _ = best_client(chain, self.client_factory, record=latest_stored_height(chain))
-            result = blocks.fetch(chain, client, lo, hi, deadline=time.monotonic() + JOB_DEADLINE)
+            client, status = best_client(chain, self.client_factory, record=latest_stored_height(chain))
+            # Heights the node pruned or has not reached: CometBFT answers a page wholly outside its
+            # range with an error, so they are left out of the question. Pruned ones are done (the
+            # node will never have them); those above its latest height are asked for later.
+            pruned_to = min(hi, status.earliest_height - 1) if status.earliest_height else lo - 1
+            lo, hi = max(lo, pruned_to + 1), min(hi, status.latest_height)
+            result = blocks.fetch(chain, client, lo, hi, deadline=time.monotonic() + JOB_DEADLINE) if lo <= hi else None
         except (NoUsableEndpoint, EndpointError, p.ProtocolError) as exc:  # RPCError too
             log.warning("%s: cannot read block metas %d..%d now: %s", chain.name, lo, hi, exc)
             with self._lock:
                 self.blocks_failed[chain.pk] = time.monotonic()
             return
+        covered = max(pruned_to, result.covered if result else pruned_to)
         with self._lock:
-            self.blocks_covered[chain.pk] = max(result.covered, self.blocks_covered.get(chain.pk, 0))
-        if result.refused:
+            self.blocks_covered[chain.pk] = max(covered, self.blocks_covered.get(chain.pk, 0))
+            if result is not None and result.covered < hi:  # stopped at its deadline: a slow endpoint
+                self.blocks_failed[chain.pk] = time.monotonic()
+        if result is not None and result.refused:
             log.warning("%s: %d block meta(s) of %d..%d refused", chain.name, len(result.refused), lo, hi)
 
     def wait(self, timeout: float | None = None) -> None:

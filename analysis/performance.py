@@ -24,6 +24,7 @@ MAX_PROPOSER_HEIGHTS = 20_000  # heights read at most to find each proposer's la
 # it: the other proposers' share of empty blocks, to the streak's power, under this. On a chain where
 # 5% of blocks are empty that takes 4 in a row; on a quiet chain (most blocks empty) never.
 EMPTY_CHANCE = 1e-4
+MIN_OTHERS = 10  # the other proposers' blocks over a streak needed to judge it
 
 
 def _vantage_name(endpoint_id: int | None) -> str:
@@ -107,40 +108,52 @@ def failing_proposers(
     return findings, clears
 
 
-def empty_blocks(chain: Chain, settings: AlertSettings, open_alerts: OpenAlerts, set_size: int) -> Result:
+def empty_blocks(
+    chain: Chain, settings: AlertSettings, open_alerts: OpenAlerts, set_size: int, judged_to: int | None = None
+) -> Result:
     """A validator whose latest `empty_blocks` blocks or more, in a row, carried no transaction while
     the other proposers' blocks carry some (tenderduty's "consecutive empty blocks"): its mempool or
-    its node is broken, and the chain's users wait a turn. Needs block metas (analysis.blocks)."""
+    its node is broken, and the chain's users wait a turn. Needs block metas (analysis.blocks).
+
+    The others are compared over the streak's own heights: traffic stops for everyone at once, and a
+    chain that has just gone quiet is not a proposer's fault. Their empty share is smoothed ((e+1) /
+    (n+2)) and needs MIN_OTHERS blocks, so a few blocks of a young chain prove nothing."""
     if settings.empty_blocks <= 0 or set_size <= 0:
         return [], []
     window = min(MAX_PROPOSER_HEIGHTS, max(200, 2 * max(1, settings.proposer_turns) * set_size))
-    stats = blocks.chain_blocks(chain.pk, window)
+    above = judged_to - window if judged_to is not None else None
+    stats = blocks.chain_blocks(chain.pk, window, above=above)
     open_ids = {vid for kind, vid in open_alerts if kind == AlertKind.EMPTY_BLOCKS}
     findings, clears = [], []
     for vid, rec in stats.by_proposer.items():
-        others = stats.heights - rec.blocks
-        others_empty = sum(r.empty for v, r in stats.by_proposer.items() if v != vid)
-        empty_share = others_empty / others if others else 1.0
-        chance = empty_share**rec.streak
+        chance, share, others = 1.0, 1.0, 0
+        if rec.streak and rec.streak_from is not None:
+            others, others_empty = stats.others_since(vid, rec.streak_from)
+            share = (others_empty + 1) / (others + 2)
+            chance = share**rec.streak if others >= MIN_OTHERS else 1.0
         if rec.streak >= settings.empty_blocks and chance < EMPTY_CHANCE:
             findings.append(
                 Finding(
                     AlertKind.EMPTY_BLOCKS,
                     vid,
                     Severity.WARNING,
-                    f"its last {rec.streak} blocks were empty; {100 * (1 - empty_share):.0f}% of the other"
-                    f" proposers' blocks carry transactions (last {stats.heights} heights)",
+                    f"its last {rec.streak} blocks were empty; {100 * (1 - share):.0f}% of the {others} blocks"
+                    " the others proposed meanwhile carried transactions",
                     None,
                     {
                         "streak": rec.streak,
+                        "since_height": rec.streak_from,
                         "blocks": rec.blocks,
                         "empty": rec.empty,
-                        "others_empty_share": round(empty_share, 3),
-                        "heights": stats.heights,
+                        "others_blocks": others,
+                        "others_empty_share": round(share, 3),
                     },
                 )
             )
         elif vid in open_ids and (rec.streak == 0 or chance >= EMPTY_CHANCE):
             note = "its latest block carried transactions" if rec.streak == 0 else "the chain is quiet as a whole"
             clears.append(Clear(AlertKind.EMPTY_BLOCKS, vid, note, settings.cooldown_seconds))
+    # A validator that proposes no more (jailed, left the set): nothing says its blocks are empty now.
+    for vid in open_ids - set(stats.by_proposer):
+        clears.append(Clear(AlertKind.EMPTY_BLOCKS, vid, "no block of its in the window", settings.cooldown_seconds))
     return findings, clears

@@ -310,7 +310,7 @@ class CommitSignature(models.Model):
 class Block(models.Model):
     """A committed block's facts from /blockchain (analysis.lookups fetches them): its proposer, its
     own time and its transactions, for proposer statistics and the empty-blocks alert. Long-term,
-    like the history tier (~70 bytes a height); pruned with it (prune_events --history-older-than)."""
+    like the history tier (~100 bytes a height); pruned with it (prune_events --history-older-than)."""
 
     pk = models.CompositePrimaryKey("chain", "height")
     height = models.BigIntegerField()

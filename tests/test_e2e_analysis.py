@@ -28,7 +28,7 @@ def measure_latency_and_blocks(chain, localnet, after) -> None:
     arrived within one block time of its round's proposal (plausibility, the figures are printed
     for the record), and the blocks ctop fetched are the chain's own (its /block says the same),
     all empty (nobody sends transactions here), so no empty-blocks alert: the chain is quiet."""
-    wait_until(after(lambda: Block.objects.filter(chain=chain).count() >= 6), timeout=30, message="block metas")
+    wait_until(after(lambda: Block.objects.filter(chain=chain).count() >= 6), timeout=90, message="block metas")
     block_time = blocks.chain_blocks(chain.pk, 50).block_time_s
     assert block_time is not None and 0.5 < block_time < 5, block_time
     delays = []

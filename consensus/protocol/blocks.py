@@ -8,6 +8,7 @@ from typing import Any
 from . import fields as f
 from .envelope import guarded, unwrap
 from .errors import BadValue
+from .headers import header_hash
 from .values import Block, BlockMeta, Commit, CommitSig
 
 
@@ -101,6 +102,13 @@ def _blockchain(result: dict) -> tuple[int, list[BlockMeta]]:
                 proposer_address=f.address(f.get(header, "proposer_address", hp), f"{hp}.proposer_address"),
                 num_txs=f.integer(f.get(item, "num_txs", path), f"{path}.num_txs", lo=0, hi=MAX_BLOCK_BYTES),
                 block_size=f.integer(item.get("block_size", "0"), f"{path}.block_size", lo=0, hi=MAX_BLOCK_BYTES),
+                block_hash=f.hex_bytes(
+                    f.obj(item.get("block_id", {}), f"{path}.block_id").get("hash", ""),
+                    f"{path}.block_id.hash",
+                    size=32,
+                ),
+                data_hash=f.hex_bytes(header.get("data_hash", ""), f"{hp}.data_hash", size=32),
+                header_hash=header_hash(header, hp),
             )
         )
     return last, metas

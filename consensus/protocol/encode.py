@@ -231,7 +231,15 @@ def commit_doc(c: Commit) -> dict:
     }
 
 
-def header_doc(*, chain_id: str, height: int, time: datetime, last_block_hash: bytes | None, proposer: str) -> dict:
+def header_doc(
+    *,
+    chain_id: str,
+    height: int,
+    time: datetime,
+    last_block_hash: bytes | None,
+    proposer: str,
+    data_hash: bytes | None = None,
+) -> dict:
     h = hashlib.sha256(f"{chain_id}/{height}".encode()).hexdigest().upper()
     return {
         "version": {"block": "11"},
@@ -240,7 +248,7 @@ def header_doc(*, chain_id: str, height: int, time: datetime, last_block_hash: b
         "time": format_time(time),
         "last_block_id": block_id(last_block_hash),
         "last_commit_hash": h,
-        "data_hash": EMPTY_HASH,
+        "data_hash": data_hash.hex().upper() if data_hash else EMPTY_HASH,
         "validators_hash": h,
         "next_validators_hash": h,
         "consensus_hash": h,

@@ -165,6 +165,9 @@ class BlockMeta:
     proposer_address: str
     num_txs: int
     block_size: int  # bytes
+    block_hash: bytes | None = None  # block_id.hash, as the node says
+    data_hash: bytes | None = None  # header.data_hash: the transactions' Merkle root
+    header_hash: bytes | None = None  # the header's hash, recomputed (protocol.headers)
 
 
 # What decode_frame may return for an event.

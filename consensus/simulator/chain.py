@@ -33,7 +33,9 @@ from consensus.protocol import (
     RoundStep,
     ValidatorInfo,
     Vote,
+    encode,
 )
+from consensus.protocol.headers import header_hash
 
 from .scenario import Scenario
 
@@ -76,6 +78,7 @@ class BlockRecord:
     start: datetime
     sign: Callable[[SimValidator, int, int, int], bytes]
     txs: int = 0  # transactions in the block (/blockchain's num_txs)
+    header: dict | None = None  # its header as the node's JSON gives it (block_hash is its hash)
 
     @property
     def commit(self) -> Commit:
@@ -194,8 +197,23 @@ class SimChain:
         (deterministic, so tests know them)."""
         return 0 if h % 20 == 0 else 1 + (h * 7) % 17
 
-    def block_hash(self, h: int, r: int) -> bytes:
-        return hashlib.sha256(f"{self.chain_id}/block/{h}/{r}".encode()).digest()
+    def block_txs(self, h: int, proposer: SimValidator) -> int:
+        return 0 if self.scenario.proposes_empty(proposer.genesis_index, h) else self.transactions(h)
+
+    def block_header(self, h: int, r: int, start: datetime) -> dict:
+        """Round r's proposal at height h: a header whose hash is the block's hash, as on a real
+        chain (dated at the height's start; data_hash says whether it carries transactions)."""
+        proposer = self.proposer(h, r)[1]
+        prev = self.blocks.get(h - 1)
+        txs = self.block_txs(h, proposer)
+        return encode.header_doc(
+            chain_id=self.chain_id,
+            height=h,
+            time=start,
+            last_block_hash=prev.block_hash if prev else None,
+            proposer=proposer.address,
+            data_hash=hashlib.sha256(f"{self.chain_id}/txs/{h}/{r}".encode()).digest() if txs else None,
+        )
 
     def emit_height(self, h: int, start: datetime) -> Iterator[Emission]:
         """What the node emits for height h (which starts, at NewHeight, at wall time `start`), lazily:
@@ -255,7 +273,8 @@ class SimChain:
                 offline |= set(halt.offline)
             online = [v for v in vals if v.genesis_index not in offline]
             pidx, proposer = self.proposer(h, r)
-            block = self.block_hash(h, r)
+            header = self.block_header(h, r, start)
+            block = header_hash(header)
             yield Emission(t, "NewRoundStep", _step(h, r, "RoundStepPropose"))
             yield Emission(t, "NewRound", NewRound(h, r, proposer.address, pidx))
             # Late precommits of the previous height arrive once this height's first round started.
@@ -310,7 +329,7 @@ class SimChain:
             t += tick
             yield Emission(t, "NewRoundStep", _step(h, r, "RoundStepPrecommit"))
             if prevote_power * 3 > total * 2:
-                t, record, emissions = self._precommit_block(vals, h, r, order, block, start, t, tick)
+                t, record, emissions = self._precommit_block(vals, h, r, order, block, start, t, tick, header)
                 yield from emissions
                 yield Emission(t, "", block=record)
                 yield Emission(t + tick, "", end=True)
@@ -322,7 +341,9 @@ class SimChain:
             t += self.block_time * 0.05 + tick
             r += 1
 
-    def _precommit_block(self, vals, h, r, order, block, start, t, tick) -> tuple[float, BlockRecord, list[Emission]]:
+    def _precommit_block(
+        self, vals, h, r, order, block, start, t, tick, header: dict
+    ) -> tuple[float, BlockRecord, list[Emission]]:
         sc = self.scenario
         out: list[Emission] = []
         flags = bytearray([FLAG_ABSENT]) * len(vals)
@@ -353,7 +374,7 @@ class SimChain:
         record = BlockRecord(
             h,
             block,
-            start + timedelta(seconds=committed_at),
+            start,
             proposer.address,
             r,
             bytes(flags),
@@ -361,7 +382,8 @@ class SimChain:
             array("d", times),
             start,
             self._signature,
-            0 if self.scenario.proposes_empty(proposer.genesis_index, h) else self.transactions(h),
+            self.block_txs(h, proposer),
+            header,
         )
         return t, record, out
 

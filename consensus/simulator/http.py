@@ -101,6 +101,8 @@ class HTTPRoutes:
 
     def _header(self, h: int) -> dict:
         rec = self.chain.blocks[h]
+        if rec.header is not None:
+            return rec.header  # the header its hash was made of
         prev = self.chain.blocks.get(h - 1)
         return encode.header_doc(
             chain_id=self.chain.chain_id,
