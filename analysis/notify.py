@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -197,6 +198,17 @@ def deliver(channel: NotificationChannel, alert: Alert, event: str) -> None:
 # --- sending ---
 
 
+# Deliveries by (channel kind, "sent" | "failed") since the process started: the analyzer's
+# --metrics-port reads them (ctop_notifications_total).
+DELIVERIES: Counter[tuple[str, str]] = Counter()
+_DELIVERIES_LOCK = threading.Lock()
+
+
+def _count(kind: str, result: str) -> None:
+    with _DELIVERIES_LOCK:
+        DELIVERIES[(kind, result)] += 1
+
+
 def send_due(now=None, *, channel_id: int | None = None, limit: int = 200) -> int:
     """Deliver every due notification (of one channel, or all) once; returns how many were sent."""
     now = now or timezone.now()
@@ -213,6 +225,7 @@ def send_due(now=None, *, channel_id: int | None = None, limit: int = 200) -> in
         try:
             deliver(n.channel, n.alert, n.event)
         except DeliveryError as exc:
+            _count(n.channel.kind, "failed")
             final = exc.permanent or n.attempts + 1 >= MAX_ATTEMPTS
             delay = timedelta(seconds=exponential(n.attempts + 1, base=5, cap=3600, jitter=False))
             Notification.objects.filter(pk=n.pk).update(
@@ -233,6 +246,7 @@ def send_due(now=None, *, channel_id: int | None = None, limit: int = 200) -> in
             )
             continue
         Notification.objects.filter(pk=n.pk).update(status=NotificationStatus.SENT, sent_at=now, error="")
+        _count(n.channel.kind, "sent")
         sent += 1
     return sent
 

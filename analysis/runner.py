@@ -11,18 +11,20 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 
 from django.db import DatabaseError, InterfaceError, OperationalError, connection
 from django.utils import timezone
+from prometheus_client.core import Metric
 
+from common import metrics
 from common.text import first_line
 from consensus.models import Chain, CommitSignature, Gap, Round, RoundStep, Step
 from validators.models import SetIndexState
 from validators.selectors import first_recorded_height
 
-from . import blocks
+from . import blocks, notify
 from .alerts import evaluate
 from .judge import Judgement, judge_height, judge_heights, record_all
 from .lookups import CommitLookup, RemoteLookups
@@ -38,10 +40,13 @@ BACKFILL_WAIT = 300.0  # seconds a gap's heights wait for its backfill before be
 # NOT_YET_SOON; and every NOT_YET_BACKOFF whatever ctop saw (a node ahead of the events).
 NOT_YET_SOON = 0.3
 NOT_YET_BACKOFF = 2.0
-# Block metas (analysis.blocks) of judged heights: asked for at most every BLOCKS_EVERY seconds per
-# chain (200 heights a job, ten /blockchain calls), BLOCKS_RETRY after a failure, and no further
-# back than BLOCKS_BACKLOG heights: they feed proposer statistics, not verdicts, so nothing waits.
-BLOCKS_EVERY = 5.0
+# Block metas (analysis.blocks) of judged heights: asked for once a page of them (BLOCKS_PAGE, one
+# /blockchain call) is waiting or BLOCKS_EVERY seconds after the last ask, at most 200 heights a
+# job, BLOCKS_RETRY after a failure, and no further back than BLOCKS_BACKLOG heights. They feed
+# proposer statistics, not verdicts, so nothing waits for them; and a public endpoint is asked a
+# few times a minute at most.
+BLOCKS_PAGE = 20
+BLOCKS_EVERY = 60.0
 BLOCKS_RETRY = 60.0
 BLOCKS_BACKLOG = 1_000
 BLOCKS_PER_JOB = 200
@@ -69,7 +74,7 @@ class MissingVoteAnalyzer:
         # Block metas (transactions, block time) of judged heights; by default asked wherever commits
         # are (both are questions to nodes: a run told not to ask nodes asks neither).
         self.fetch_blocks = fetch_commits if fetch_blocks is None else fetch_blocks
-        self._blocks_due: dict[int, float] = {}  # chain id -> time.monotonic() of its next block fetch
+        self._blocks_due: dict[int, float] = {}  # chain id -> when a fetch of fewer than a page is due
         # How long to wait for height+1 to be committed (its commit carries late precommits) before
         # judging with the events alone: a halted chain must still be judged.
         self.commit_wait = commit_wait
@@ -78,6 +83,8 @@ class MissingVoteAnalyzer:
         # lookup_workers=0: questions to nodes are asked inline (one-shot runs, tests in a transaction).
         self.lookups = lookups or RemoteLookups(workers=lookup_workers, on_done=self.wake.set)
         self._performance_at: dict[int, int] = {}  # chain id -> latest judged height at its last run
+        self.tick_durations = metrics.Durations("ctop_analyzer_tick_seconds")
+        self.judged_total = 0
 
     @property
     def chains(self) -> list[Chain]:
@@ -244,6 +251,24 @@ class MissingVoteAnalyzer:
 
     def run_once(self) -> int:
         """One tick over every chain; returns the heights it recorded."""
+        started = time.monotonic()
+        try:
+            judged = self._tick()
+        finally:
+            self.tick_durations.observe(time.monotonic() - started)
+        self.judged_total += judged
+        return judged
+
+    def metrics(self) -> Iterator[Metric]:
+        """Its ticks and the notifications sent, for --metrics-port (common.metrics.PIPELINE)."""
+        judged = metrics.counter("ctop_analyzer_heights_judged")
+        judged.add_metric([], self.judged_total)
+        sent = metrics.counter("ctop_notifications")
+        for (kind, result), n in sorted(dict(notify.DELIVERIES).items()):
+            sent.add_metric([kind, result], n)
+        yield from (self.tick_durations.family(), judged, sent)
+
+    def _tick(self) -> int:
         self.wake.clear()
         chains = self.chains
         if not chains:
@@ -289,13 +314,17 @@ class MissingVoteAnalyzer:
         """Ask for the block metas of the heights judged since the last fetch (off the tick)."""
         judged_to = state.latest_judged
         now = time.monotonic()
-        if not self.fetch_blocks or judged_to is None or now < self._blocks_due.get(chain.pk, 0.0):
+        if not self.fetch_blocks or judged_to is None:
             return
         failed = self.lookups.blocks_failed.get(chain.pk)
         if failed is not None and now - failed < BLOCKS_RETRY:
             return
         lo = blocks.next_wanted(chain, judged_to, BLOCKS_BACKLOG, self.lookups.blocks_covered.get(chain.pk, 0))
-        if lo <= judged_to and self.lookups.ask_blocks(chain, lo, min(judged_to, lo + BLOCKS_PER_JOB - 1)):
+        waiting = judged_to - lo + 1
+        due = self._blocks_due.get(chain.pk)
+        if waiting <= 0 or (waiting < BLOCKS_PAGE and due is not None and now < due):
+            return
+        if self.lookups.ask_blocks(chain, lo, min(judged_to, lo + BLOCKS_PER_JOB - 1)):
             self._blocks_due[chain.pk] = now + BLOCKS_EVERY
 
     @staticmethod

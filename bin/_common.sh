@@ -75,3 +75,22 @@ ensure_chromium() {
         || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium chromium-driver >/dev/null 2>&1; } \
         || echo "ctop: could not install chromium (the browser test will be skipped)" >&2
 }
+
+# The monitoring test checks deploy/prometheus with promtool, from Debian's prometheus package;
+# install it when missing and we may (root, apt). Only promtool is used: the package's server is
+# not started by this (a container's policy-rc.d refuses it; elsewhere Debian enables the unit).
+ensure_prometheus() {
+    if command -v promtool >/dev/null 2>&1; then
+        return 0
+    fi
+    if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+        echo "ctop: promtool is not installed: the Prometheus rules test will be skipped" \
+             "(sudo apt-get install --no-install-recommends prometheus)" >&2
+        return 0
+    fi
+    echo "ctop: installing prometheus (Debian package, for promtool) for the Prometheus rules test"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1 \
+        || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1; } \
+        || echo "ctop: could not install prometheus (the Prometheus rules test will be skipped)" >&2
+}

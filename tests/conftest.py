@@ -104,6 +104,8 @@ AREAS = {
     "real CometBFT localnet unavailable": "the localnet end-to-end tests (injective-core, x86_64 Linux)",
     "chromium": "the browser test (Debian's chromium and chromium-driver)",
     "redis-server binary not found": "the Redis outage tests (a redis-server binary)",
+    "promtool not found": "the Prometheus rules and dashboard checks (Debian's prometheus package)",
+    "apt install prometheus": "the real Prometheus scrape (Debian's prometheus package)",
 }
 
 

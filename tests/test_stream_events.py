@@ -8,6 +8,7 @@ from unittest import mock
 
 import psycopg
 import pytest
+import redis
 from django.db import OperationalError, connection
 
 from consensus import partitions
@@ -154,6 +155,12 @@ def test_a_stream_lost_with_its_group_is_made_again_and_nothing_written_since_is
     drain(c)
     assert set(snapshot()["votes"]) == expected_votes(lines)
     assert redis_client.xpending(stream_key(chain.name), GROUP)["pending"] == 0
+    # A group that cannot be made again (Redis out of memory, a read-only replica) is not "mended":
+    # the error goes to the caller (run() waits a second and retries), no hot loop.
+    redis_client.delete(stream_key(chain.name))
+    oom = redis.ResponseError("OOM command not allowed")
+    with mock.patch.object(c, "ensure_groups", side_effect=oom), pytest.raises(redis.ResponseError, match="NOGROUP"):
+        c.run_once()
 
 
 @pytest.mark.django_db(transaction=True)

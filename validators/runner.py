@@ -12,11 +12,14 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
 
 from django.db import DatabaseError
 from django.utils import timezone
+from prometheus_client.core import Metric
 
+from common import metrics
 from common.pool import KeyedPool
 from common.text import one_line
 from consensus.models import Chain
@@ -56,6 +59,7 @@ class IndexerRunner:
         self.interval = interval
         self.pool = KeyedPool(workers, "indexer")
         self.failures: dict[int, bool] = {}
+        self.passes: Counter[tuple[str, str]] = Counter()  # (chain name, "ok" | "error")
         self._due: dict[int, float] = {}
 
     def _job(self, chain: Chain) -> Callable[[], None]:
@@ -67,8 +71,16 @@ class IndexerRunner:
                 log.exception("%s: indexing failed unexpectedly", chain.name)
                 _record_error(chain, f"unexpected {type(exc).__name__}: {exc}")
             self.failures[chain.pk] = not ok
+            self.passes[(chain.name, "ok" if ok else "error")] += 1
 
         return run
+
+    def metrics(self) -> Iterator[Metric]:
+        """Its passes, for --metrics-port (common.metrics.PIPELINE)."""
+        passes = metrics.counter("ctop_indexer_passes")
+        for (name, result), n in sorted(dict(self.passes).items()):
+            passes.add_metric([name, result], n)
+        yield passes
 
     def tick(self) -> None:
         """Start a pass for every chain that is due and not still busy with the last one."""

@@ -15,13 +15,15 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import redis
 from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, close_old_connections, connection
 from django.db.utils import DataError
+from prometheus_client.core import Metric
 
+from common import metrics
 from common.backoff import Backoff
 from common.text import first_line
 from consensus.models import Chain
@@ -100,6 +102,7 @@ class StreamConsumer:
         self._own_pending = True  # after a start or a failure, first re-read what we hold unacknowledged
         self._next_claim = 0.0
         self.idle = False  # the last read of new entries found none
+        self.batch_durations = metrics.Durations("ctop_stream_batch_seconds")
 
     def add_chains(self, chains: list[Chain]) -> list[Chain]:
         """Start consuming chains that appeared since (added in the admin, registered by the
@@ -137,14 +140,15 @@ class StreamConsumer:
     def heal(self, exc: redis.RedisError) -> bool:
         """A stream or its group that vanished (Redis restarted without its data, or someone deleted
         the key) is made again, from the stream's start: entries written since are read, none is
-        skipped. True if that was the trouble (and it is mended, or Redis is away again)."""
+        skipped. True if that was the trouble and it is mended."""
         if not isinstance(exc, redis.ResponseError) or "NOGROUP" not in str(exc):
             return False
         log.warning("a stream or its consumer group is gone (Redis restarted empty?); making them again")
         try:
             self.ensure_groups()
         except redis.RedisError as again:
-            log.error("cannot make the consumer groups again (%s); retrying", again)
+            log.error("cannot make the consumer groups again (%s)", again)
+            return False  # the caller's Redis-error path: it waits before trying again
         self._own_pending = True
         return True
 
@@ -276,6 +280,7 @@ class StreamConsumer:
     def _account(self, work: Work, seconds: float) -> None:
         self.stats.batches += 1
         self.stats.batch_seconds += seconds
+        self.batch_durations.observe(seconds)
         self.stats.entries += work.size
         by_id = {c.pk: c.name for c in self.chains.values()}
         for key, items in work.entries:
@@ -302,6 +307,24 @@ class StreamConsumer:
             if group is not None:
                 out[chain.name] = (group.unread, group.pending)
         return out
+
+    def metrics(self) -> Iterator[Metric]:
+        """Its stats and the streams' backlog, for --metrics-port (common.metrics.PIPELINE)."""
+        entries, rows, dead = (
+            metrics.counter(n) for n in ("ctop_stream_entries", "ctop_stream_rows", "ctop_stream_dead_letters")
+        )
+        for name, s in sorted(dict(self.stats.per_chain).items()):
+            entries.add_metric([name], s.entries)
+            rows.add_metric([name], s.rows)
+            dead.add_metric([name], s.dead_letters)
+        errors = metrics.counter("ctop_stream_database_errors")
+        errors.add_metric([], self.stats.db_errors)
+        unread, pending = metrics.gauge("ctop_stream_unread_entries"), metrics.gauge("ctop_stream_pending_entries")
+        for name, (n_unread, n_pending) in sorted(self.lag().items()):
+            if n_unread is not None:
+                unread.add_metric([name], n_unread)
+            pending.add_metric([name], n_pending)
+        yield from (entries, rows, dead, errors, unread, pending, self.batch_durations.family())
 
     def drained(self) -> bool:
         """Nothing left for the group in any stream: no entry unread and none pending (not even

@@ -34,6 +34,7 @@ class Counters:
     failovers: int = 0
     gaps: int = 0
     errors: dict[str, int] = field(default_factory=dict)
+    by_type: dict[str, int] = field(default_factory=dict)  # events by type (Vote, NewRound, ...)
 
     def error(self, kind: str) -> None:
         self.errors[kind] = self.errors.get(kind, 0) + 1

@@ -7,11 +7,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import redis
+from prometheus_client.core import Metric
 
+from common import metrics
 from common.text import one_line
 from consensus.streams import decode_last_height, group_info, last_height_key, stream_key
 
@@ -60,6 +62,37 @@ class SubscribeRunner:
         self.writer = StreamWriter(client, maxlen=maxlen, buffer_bytes=buffer_bytes, stop_after=max_events)
         self.workers: list[ChainWorker] = []
         self.backfillers: list[Backfiller] = []
+
+    def metrics(self) -> Iterator[Metric]:
+        """The workers' counts, for --metrics-port (common.metrics.PIPELINE names them)."""
+        families = {
+            name: metrics.counter(name)
+            for name in (
+                "ctop_subscriber_events",
+                "ctop_subscriber_reconnects",
+                "ctop_subscriber_failovers",
+                "ctop_subscriber_gaps",
+                "ctop_subscriber_malformed_frames",
+                "ctop_subscriber_refused_frames",
+            )
+        }
+        height = metrics.gauge("ctop_subscriber_height")
+        for w in list(self.workers):
+            c = w.counters
+            for kind, n in sorted(dict(c.by_type).items()):
+                families["ctop_subscriber_events"].add_metric([w.chain, kind], n)
+            for name, n in (
+                ("ctop_subscriber_reconnects", c.reconnects),
+                ("ctop_subscriber_failovers", c.failovers),
+                ("ctop_subscriber_gaps", c.gaps),
+                ("ctop_subscriber_malformed_frames", c.malformed),
+                ("ctop_subscriber_refused_frames", c.refused),
+            ):
+                families[name].add_metric([w.chain], n)
+            if w.last_height is not None:
+                height.add_metric([w.chain], w.last_height)
+        yield from families.values()
+        yield height
 
     def _last_height(self, chain: str) -> tuple[int, float | None] | None:
         try:

@@ -343,6 +343,7 @@ class ChainWorker(threading.Thread):
             if self.last_height is None or h > self.last_height:
                 self.last_height = h
             self.counters.events += 1
+            self.counters.by_type[peek.event] = self.counters.by_type.get(peek.event, 0) + 1
             self.out.frame(text, h)
             return True
         try:
@@ -366,6 +367,7 @@ class ChainWorker(threading.Thread):
         # A decodable event that the quick peek did not recognise (no height): kept, and checked
         # against the entry's window by stream_events.
         self.counters.events += 1
+        self.counters.by_type["other"] = self.counters.by_type.get("other", 0) + 1
         self.out.frame(text, None)
         return False
 

@@ -16,6 +16,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError, close_old
 
 from analysis.notify import Notifier, send_due
 from analysis.runner import MissingVoteAnalyzer
+from common import metrics
 from common.cli import CtopCommand, parse_duration
 from common.commands import require_database, stop_on_signals, wait_for_database
 from common.text import first_line
@@ -47,6 +48,7 @@ class Command(CtopCommand):
             help="How often to judge new heights (default 30s); sooner when a node's answer comes back.",
         )
         parser.add_argument("--once", action="store_true", help="One pass (and the look-ups it needs), then exit.")
+        metrics.add_arguments(parser)
 
     def handle(self, *args, **opts) -> None:
         watch = chain_watch(opts["networks"])
@@ -68,6 +70,7 @@ class Command(CtopCommand):
         if not wait_for_database(stop) or not wait_for_chains(watch, stop):
             return
         analyzer = MissingVoteAnalyzer(watch.current)
+        metrics.serve("analyze", analyzer.metrics, opts["metrics_port"], opts["metrics_host"])
         notifier = Notifier().start()
         log.info("analysing %s", watch.describe())
         interval = opts["poll_frequency"].total_seconds()

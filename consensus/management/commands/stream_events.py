@@ -11,6 +11,7 @@ import threading
 from django.conf import settings
 from django.core.management.base import CommandError
 
+from common import metrics
 from common.cli import CtopCommand, parse_duration
 from common.commands import stop_on_signals, wait_for_database
 from consensus.ingest import LivePublisher, StreamConsumer, default_consumer_name
@@ -62,6 +63,7 @@ class Command(CtopCommand):
             help="Consumer processes (default 1); each takes entries from the same group. Use about one "
             "per core: decoding is CPU-bound.",
         )
+        metrics.add_arguments(parser)
 
     def handle(self, *args, **opts) -> None:
         if opts["db_url"]:
@@ -79,16 +81,16 @@ class Command(CtopCommand):
             self.stdout.write(f"stored {stats.entries} stream entries in {stats.batches} batches")
             return
         # N processes, consumers "<name>-0" ... "<name>-N-1" on the one group (see ingest.workers).
-        status = supervise(opts["workers"], lambda i: self._worker(watch, f"{name}-{i}", opts))
+        status = supervise(opts["workers"], lambda i: self._worker(watch, f"{name}-{i}", opts, i))
         if status:
             raise CommandError("a stream worker failed while stopping; see the log", returncode=1)
 
-    def _worker(self, watch, name: str, opts: dict) -> int:
-        stats = self._consume(watch, name, opts)
+    def _worker(self, watch, name: str, opts: dict, index: int) -> int:
+        stats = self._consume(watch, name, opts, index)
         log.info("consumer %s stored %d stream entries in %d batches", name, stats.entries, stats.batches)
         return 0
 
-    def _consume(self, watch, name: str, opts: dict):
+    def _consume(self, watch, name: str, opts: dict, index: int = 0):
         stop = threading.Event()
         stop_on_signals(stop)
         stats = Stats()
@@ -112,6 +114,9 @@ class Command(CtopCommand):
             publisher=publisher,
         )
         consumer.stop = stop
+        # With --workers N, worker i serves its metrics on --metrics-port + i.
+        port = opts["metrics_port"] + index if opts["metrics_port"] else 0
+        metrics.serve("stream_events", consumer.metrics, port, opts["metrics_host"])
         log.info("consumer %s streaming %s", consumer.consumer, ", ".join(c.name for c in chains))
         stats = consumer.run(
             log_interval=opts["log_interval"].total_seconds(),

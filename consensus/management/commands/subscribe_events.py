@@ -12,6 +12,7 @@ from django.conf import settings
 from django.core.management.base import CommandError
 from django.db import close_old_connections
 
+from common import metrics
 from common.cli import CtopCommand, parse_duration
 from common.commands import stop_on_signals, wait_for_database
 from common.text import one_line, redact_url
@@ -116,6 +117,7 @@ class Command(CtopCommand):
             help="Heights accepted either side of the chain's plausible current height (default "
             "CTOP_PLAUSIBLE_HEIGHTS, 100); frames outside are refused and dead-lettered.",
         )
+        metrics.add_arguments(parser)
 
     def handle(self, *args, **opts) -> None:
         # What can never become valid first (exit 2, before anything connects): the --networks
@@ -166,6 +168,7 @@ class Command(CtopCommand):
             log_interval=opts["log_interval"],
             stop=stop,
         )
+        metrics.serve("subscribe_events", runner.metrics, opts["metrics_port"], opts["metrics_host"])
         close_old_connections()
         log.info("watching %s", ", ".join(f"{t.name} ({len(t.endpoints)} endpoint(s))" for t in targets))
         report = runner.run(duration=opts["duration"], refresh=lambda: chain_targets(watch.current()))

@@ -11,6 +11,7 @@ import threading
 
 from django.core.management.base import CommandError
 
+from common import metrics
 from common.cli import CtopCommand, parse_duration
 from common.commands import require_database, stop_on_signals, wait_for_database
 from consensus.networks import chain_watch, wait_for_chains
@@ -41,6 +42,7 @@ class Command(CtopCommand):
             help="Accepted for the original's syntax; set DATABASE_URL instead.",
         )
         parser.add_argument("--once", action="store_true", help="One pass over every chain, then exit.")
+        metrics.add_arguments(parser)
 
     def handle(self, *args, **opts) -> None:
         if opts["db_url"]:
@@ -62,4 +64,6 @@ class Command(CtopCommand):
         stop_on_signals(stop)
         if not wait_for_database(stop) or not wait_for_chains(watch, stop):
             return
-        IndexerRunner(watch.current, interval=interval).run(stop)
+        runner = IndexerRunner(watch.current, interval=interval)
+        metrics.serve("index_validators", runner.metrics, opts["metrics_port"], opts["metrics_host"])
+        runner.run(stop)
