@@ -33,8 +33,8 @@ def insert_heights(cur, chain_id: int, ids: list[int], lo: int, hi: int, newest_
     from consensus.partitions import ensure_range
 
     cur.execute(
-        "INSERT INTO consensus_round (chain_id, height, round, started_at)"
-        " SELECT %s, h, 0, %s - (%s - h) * interval '6 seconds' FROM generate_series(%s, %s) h",
+        "INSERT INTO consensus_round (chain_id, height, round, started_at, endpoint)"
+        " SELECT %s, h, 0, %s - (%s - h) * interval '6 seconds', '' FROM generate_series(%s, %s) h",
         [chain_id, newest_at, hi, lo, hi],
     )
     ensure_range(chain_id, lo, hi)
