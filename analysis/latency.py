@@ -276,3 +276,17 @@ def proposers(chain_id: int, heights: int) -> dict[int, ProposerRecord]:
             rec.committed += bool(rnd.flags & COMMITTED)
             rec.recent += turn_mark(rnd)
     return out
+
+
+def clock_skews(chain_id: int, heights: int) -> dict[int, tuple[float, int]]:
+    """Per validator, the median of its votes' own timestamp minus when the node received them, in
+    ms, over the chain's latest `heights` (from the raw votes: the hot tier, kept days, not years),
+    and how many votes. Diagnostic only: it mixes the validator's clock error with the network."""
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT validator_id, percentile_disc(0.5) WITHIN GROUP (ORDER BY skew), count(*) FROM consensus_vote"
+            " WHERE chain_id = %s AND height > (SELECT coalesce(max(height), 0) FROM consensus_round"
+            " WHERE chain_id = %s) - %s GROUP BY validator_id",
+            [chain_id, chain_id, heights],
+        )
+        return {vid: (median * UNIT_MS, n) for vid, median, n in cur.fetchall()}

@@ -257,3 +257,22 @@ def test_a_late_validator_and_a_failing_proposer_through_the_whole_pipeline(sim,
     assert "no proposal" in page and "-" in page
     page = user_client.get(f"/chains/sim-1/validators/{slow.address}/").content.decode()
     assert "arrival delay p50" in page and "after +2/3" in page
+
+
+@pytest.mark.django_db
+def test_clock_skew_is_each_validators_median_over_the_latest_heights_and_on_the_page(net, user_client):
+    for h in (1, 2, 3):
+        play(net, h, all_sign())
+    d = Validator.objects.get(chain=net, address=D)
+    # D's votes say they were made 300 ms before the node received them (its clock behind, or a slow
+    # network); at height 1, long ago, 5 s: outside the latest two heights.
+    Vote.objects.filter(chain=net, validator=d).update(skew=-30)
+    Vote.objects.filter(chain=net, validator=d, height=1).update(skew=-500)
+    skews = latency.clock_skews(net.pk, 2)
+    assert skews[d.pk] == (-300, 4)  # two heights, two votes each
+    assert {s for vid, s in skews.items() if vid != d.pk} == {(0, 4)}
+    play(net, 4, all_sign())
+    Round.objects.filter(chain=net).update(proposal_at=OLD)  # timed votes: the page lists the validators
+    assert MissingVoteAnalyzer([net], fetch_sets=False, fetch_commits=False).run_once() >= 1
+    page = user_client.get(f"/chains/{net.name}/performance/").content.decode()
+    assert "clock skew p50" in page and "-300 ms" in page

@@ -18,6 +18,7 @@ from ..models import AlertSettings
 
 WINDOWS = (100, 1_000, 10_000)
 HEATMAP_HEIGHTS = 60
+SKEW_HEIGHTS = 1_000
 
 
 def _shade(units: int) -> str:
@@ -86,6 +87,8 @@ def chain_performance(request: HttpRequest, name: str) -> HttpResponse:
     slowest = sorted(stats.validators.values(), key=lambda s: (-s.p95_ms, -s.after_quorum))
     records = sorted(latency.proposers(chain.pk, window).values(), key=lambda r: (-(r.turns - r.proposed), -r.lost))
     chain_blocks = blocks.chain_blocks(chain.pk, window)
+    # Clock skew from the raw votes (kept days): over at most the latest 1,000 heights.
+    skews = latency.clock_skews(chain.pk, min(window, SKEW_HEIGHTS))
     settings = AlertSettings.for_chain(chain)
     median_p95 = stats.median("p95_ms")
     bound = max(settings.slow_min_ms, settings.slow_factor * median_p95) if median_p95 is not None else None
@@ -100,7 +103,7 @@ def chain_performance(request: HttpRequest, name: str) -> HttpResponse:
             "windows": WINDOWS,
             "stats": stats,
             "vantage": redact_url(endpoint.url) if endpoint else None,
-            "slowest": [(validators.get(s.validator_id), s) for s in slowest],
+            "slowest": [(validators.get(s.validator_id), s, skews.get(s.validator_id)) for s in slowest],
             "median_p95": median_p95,
             "bound": bound,
             "proposers": [
