@@ -7,6 +7,7 @@ is hurt (the latest height, memory, the other chain).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -360,3 +361,22 @@ def test_a_height_of_many_rounds_or_a_forged_round_number_never_stops_the_analys
     assert set(HeightVerdict.objects.values_list("height", "rounds")) == {(11, 41), (12, 32767), (13, 1)}
     v11 = ValidatorVerdict.objects.filter(height=11).first()
     assert len(v11.prevotes) == 32 and v11.prevotes.endswith("S")  # the last 32 rounds, the commit round last
+
+
+@pytest.mark.django_db(transaction=True)
+def test_made_up_event_types_are_counted_as_other_never_as_a_metric_label(node, redis_client):
+    async def script(ws):
+        h = node.status_height() + 1
+        await ws.send(new_round(h))
+        for i in range(50):  # fifty made-up types, one a kilobyte long
+            name = "X" * 1000 if i == 0 else f"Made{i}Up"
+            await ws.send(new_round(h).replace('tendermint/event/NewRound"', f'tendermint/event/{name}"', 1))
+        await asyncio.sleep(30)  # connected until the test is done
+
+    node.ws_script = script
+    with running([target("hostile", node)], redis_client, options=HOSTILE) as runner:
+        worker = runner.workers[0]
+        wait_until(lambda: worker.counters.events >= 51, message="the frames")
+        families = {f.name: f for f in runner.metrics()}
+    labels = {s.labels["type"]: s.value for s in families["ctop_subscriber_events"].samples}
+    assert labels == {"NewRound": 1, "other": 50}

@@ -41,9 +41,10 @@ from .values import (
     ValidatorsPage,
     Vote,
 )
-from .websocket import QUERIES, Peek, decode_frame, peek_frame, subscribe_request, unsubscribe_all_request
+from .websocket import EVENT_NAMES, QUERIES, Peek, decode_frame, peek_frame, subscribe_request, unsubscribe_all_request
 
 __all__ = [
+    "EVENT_NAMES",
     "FLAG_ABSENT",
     "FLAG_COMMIT",
     "FLAG_NIL",

@@ -255,6 +255,9 @@ _DECODERS: dict[str, Any] = {
     "tendermint/event/NewBlock": decode_new_block,
     "tendermint/event/ValidatorSetUpdates": decode_validator_set_updates,
 }
+# The event names a node may send (a frame's type without "tendermint/event/"): anything else a peek
+# finds is the node's own text, never used as a name (a metric label, say) as it is.
+EVENT_NAMES = frozenset(key.removeprefix("tendermint/event/") for key in _DECODERS)
 
 
 # --- the subscriber's fast path ---

@@ -343,7 +343,9 @@ class ChainWorker(threading.Thread):
             if self.last_height is None or h > self.last_height:
                 self.last_height = h
             self.counters.events += 1
-            self.counters.by_type[peek.event] = self.counters.by_type.get(peek.event, 0) + 1
+            # By type for the metrics: a known name only (a hostile node's made-up type is "other").
+            kind = peek.event if peek.event in p.EVENT_NAMES else "other"
+            self.counters.by_type[kind] = self.counters.by_type.get(kind, 0) + 1
             self.out.frame(text, h)
             return True
         try:
