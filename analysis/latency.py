@@ -279,7 +279,7 @@ def proposers(chain_id: int, heights: int) -> dict[int, ProposerRecord]:
 
 
 def clock_skews(chain_id: int, heights: int) -> dict[int, tuple[float, int]]:
-    """Per validator, the median of its votes' own timestamp minus when the node received them, in
+    """Per validator, the median of its votes' own timestamp minus when ctop received them, in
     ms, over the chain's latest `heights` (from the raw votes: the hot tier, kept days, not years),
     and how many votes. Diagnostic only: it mixes the validator's clock error with the network."""
     with connection.cursor() as cur:

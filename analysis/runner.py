@@ -28,7 +28,7 @@ from . import blocks, notify
 from .alerts import evaluate
 from .judge import Judgement, judge_height, judge_heights, record_all
 from .lookups import CommitLookup, RemoteLookups
-from .models import AlertSettings
+from .models import AlertSettings, ChannelKind
 from .performance import EVERY
 from .state import ChainState, load_states
 
@@ -43,10 +43,11 @@ NOT_YET_BACKOFF = 2.0
 # Block metas (analysis.blocks) of judged heights: asked for once a page of them (BLOCKS_PAGE, one
 # /blockchain call) is waiting or BLOCKS_EVERY seconds after the last ask, at most 200 heights a
 # job, BLOCKS_RETRY after a failure, and no further back than BLOCKS_BACKLOG heights. They feed
-# proposer statistics, not verdicts, so nothing waits for them; and a public endpoint is asked a
-# few times a minute at most.
+# proposer statistics, not verdicts, so nothing waits for them; and a chain's endpoint gets one job
+# (ten calls at most) every BLOCKS_MIN_GAP seconds at most, usually one call a minute.
 BLOCKS_PAGE = 20
 BLOCKS_EVERY = 60.0
+BLOCKS_MIN_GAP = 5.0  # seconds between two fetches of a chain, backlog or not
 BLOCKS_RETRY = 60.0
 BLOCKS_BACKLOG = 1_000
 BLOCKS_PER_JOB = 200
@@ -75,6 +76,7 @@ class MissingVoteAnalyzer:
         # are (both are questions to nodes: a run told not to ask nodes asks neither).
         self.fetch_blocks = fetch_commits if fetch_blocks is None else fetch_blocks
         self._blocks_due: dict[int, float] = {}  # chain id -> when a fetch of fewer than a page is due
+        self._blocks_asked: dict[int, float] = {}  # chain id -> when its last fetch was asked for
         # How long to wait for height+1 to be committed (its commit carries late precommits) before
         # judging with the events alone: a halted chain must still be judged.
         self.commit_wait = commit_wait
@@ -264,8 +266,11 @@ class MissingVoteAnalyzer:
         judged = metrics.counter("ctop_analyzer_heights_judged")
         judged.add_metric([], self.judged_total)
         sent = metrics.counter("ctop_notifications")
-        for (kind, result), n in sorted(dict(notify.DELIVERIES).items()):
-            sent.add_metric([kind, result], n)
+        # Every kind and result from 0 on: a first failure is an increase Prometheus sees.
+        counts = dict(notify.DELIVERIES)
+        for kind in ChannelKind.values:
+            for result in ("sent", "failed"):
+                sent.add_metric([kind, result], counts.get((kind, result), 0))
         yield from (self.tick_durations.family(), judged, sent)
 
     def _tick(self) -> int:
@@ -324,8 +329,11 @@ class MissingVoteAnalyzer:
         due = self._blocks_due.get(chain.pk)
         if waiting <= 0 or (waiting < BLOCKS_PAGE and due is not None and now < due):
             return
+        if now - self._blocks_asked.get(chain.pk, -BLOCKS_MIN_GAP) < BLOCKS_MIN_GAP:
+            return  # a backlog is fetched a job every few seconds, not back to back
         if self.lookups.ask_blocks(chain, lo, min(judged_to, lo + BLOCKS_PER_JOB - 1)):
             self._blocks_due[chain.pk] = now + BLOCKS_EVERY
+            self._blocks_asked[chain.pk] = now
 
     @staticmethod
     def _record(judgements: dict[int, list[Judgement]]) -> dict[int, list[int]]:

@@ -77,8 +77,8 @@ ensure_chromium() {
 }
 
 # The monitoring test checks deploy/prometheus with promtool, from Debian's prometheus package;
-# install it when missing and we may (root, apt). Only promtool is used: the package's server is
-# not started by this (a container's policy-rc.d refuses it; elsewhere Debian enables the unit).
+# install it when missing and we may (root, apt). The tests use promtool and start the prometheus
+# binary themselves, on a free loopback port.
 ensure_prometheus() {
     if command -v promtool >/dev/null 2>&1; then
         return 0
@@ -93,4 +93,9 @@ ensure_prometheus() {
     apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1 \
         || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1; } \
         || echo "ctop: could not install prometheus (the Prometheus rules test will be skipped)" >&2
+    # The tests run their own Prometheus on a free port: the package's server, which Debian enables
+    # and starts where systemd runs, is not wanted (a container's policy-rc.d never starts it).
+    if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+        systemctl disable --now prometheus >/dev/null 2>&1 || true
+    fi
 }

@@ -2,9 +2,10 @@
 index_validators, analyze) exposes on its own `--metrics-port`, for Prometheus.
 
 Each command already keeps its counts (the subscriber's Counters, the consumer's Stats, ...); a
-collector reads them when Prometheus scrapes, so nothing on the hot path changes and nothing is
-counted twice. The catalogue below is the one list of names: the collectors build their families
-from it, and the tests check the Grafana dashboard and the alerting rules against it.
+collector reads them when Prometheus scrapes, so the hot path adds next to nothing (a count by
+event type, a histogram observation per batch) and nothing is counted twice. The catalogue below
+is the one list of names: the collectors build their families from it, and the tests check the
+Grafana dashboard and the alerting rules against it.
 
 The server listens on 127.0.0.1 unless told otherwise (`--metrics-host`): a process's metrics name
 every chain it watches, so they are not public by default; put a reverse proxy with
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -63,7 +65,7 @@ PIPELINE: dict[str, Spec] = {
         "counter", ("chain",), "Frames or entries that could not be decoded, kept as dead letters."
     ),
     "ctop_stream_database_errors": Spec(
-        "counter", (), "Batches PostgreSQL refused or lost (retried; nothing acknowledged)."
+        "counter", (), "Batches lost with PostgreSQL's connection (retried; nothing acknowledged)."
     ),
     "ctop_stream_unread_entries": Spec(
         "gauge", ("chain",), "Entries in the chain's Redis stream not read by the group yet."
@@ -100,20 +102,24 @@ class Durations:
 
     def __init__(self, name: str) -> None:
         self.name = name
+        self._lock = threading.Lock()  # a scrape (another thread) never sees a torn histogram
         self.counts = [0] * len(BUCKETS)
         self.count = 0
         self.sum = 0.0
 
     def observe(self, seconds: float) -> None:
-        for i, bound in enumerate(BUCKETS):
-            if seconds <= bound:
-                self.counts[i] += 1
-        self.count += 1
-        self.sum += seconds
+        with self._lock:
+            for i, bound in enumerate(BUCKETS):
+                if seconds <= bound:
+                    self.counts[i] += 1
+            self.count += 1
+            self.sum += seconds
 
     def family(self) -> Metric:
-        buckets = [(str(b), c) for b, c in zip(BUCKETS, self.counts, strict=True)] + [("+Inf", self.count)]
-        return HistogramMetricFamily(self.name, PIPELINE[self.name].help, buckets=buckets, sum_value=self.sum)
+        with self._lock:
+            buckets = [(str(b), c) for b, c in zip(BUCKETS, self.counts, strict=True)] + [("+Inf", self.count)]
+            total = self.sum
+        return HistogramMetricFamily(self.name, PIPELINE[self.name].help, buckets=buckets, sum_value=total)
 
 
 class Pipeline(Collector):
@@ -124,13 +130,12 @@ class Pipeline(Collector):
         self._collect = collect
 
     def collect(self) -> Iterator[Metric]:
+        # A failure is not hidden: prometheus_client answers the scrape with 500 (the process goes
+        # on), Prometheus marks the target down, and the rules say so. A partial page would not.
         info = InfoMetricFamily("ctop_process", PIPELINE["ctop_process"].help, labels=["command"])
         info.add_metric([self.command], {})
         yield info
-        try:
-            yield from self._collect()
-        except Exception:  # a scrape must never take the process down; the log says what failed
-            log.exception("%s: collecting metrics failed", self.command)
+        yield from self._collect()
 
 
 def port_number(value: str) -> int:
@@ -141,6 +146,18 @@ def port_number(value: str) -> int:
     if not 0 <= n <= 65535:
         raise argparse.ArgumentTypeError(f"not a port number: {value!r} (0-65535; 0 = off)")
     return n
+
+
+class Later:
+    """The figures of an object made later (a runner, once PostgreSQL and the chains are there):
+    until then a scrape gets the process's own figures only, so a process that waits is up, not
+    down."""
+
+    def __init__(self) -> None:
+        self.source = None  # anything with a metrics() method
+
+    def __call__(self) -> Iterable[Metric]:
+        return self.source.metrics() if self.source is not None else []
 
 
 def add_arguments(parser) -> None:
@@ -167,7 +184,7 @@ def serve(command: str, collect: Callable[[], Iterable[Metric]], port: int, host
     registry.register(Pipeline(command, collect))
     try:
         start_http_server(port, addr=host, registry=registry)
-    except OSError as exc:
+    except (OSError, ValueError, OverflowError) as exc:  # taken, or a host name that does not resolve
         # The work matters more than its metrics: the process goes on, and Prometheus sees the
         # target down (up == 0), which the rules alert on.
         log.error("%s: cannot serve metrics on %s:%d (%s); running without them", command, host, port, exc)

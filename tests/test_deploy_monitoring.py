@@ -30,7 +30,14 @@ ROOT = Path(__file__).resolve().parent.parent
 PROM = ROOT / "deploy" / "prometheus"
 DASHBOARD = ROOT / "deploy" / "grafana" / "ctop.json"
 TOKEN = "scrape-token-for-tests"
-PIPELINE_JOBS = {"ctop-subscriber": 9101, "ctop-stream": 9102, "ctop-indexer": 9103, "ctop-analyzer": 9104}
+PIPELINE_JOBS = {"ctop-subscriber": 9101, "ctop-stream": 9111, "ctop-indexer": 9103, "ctop-analyzer": 9104}
+# The systemd units serve the ports Prometheus scrapes (ctop-stream@1 is 911%i with %i = 1).
+UNITS = {
+    "ctop-subscriber.service": "9101",
+    "ctop-stream@.service": "911%i",
+    "ctop-indexer.service": "9103",
+    "ctop-analyzer.service": "9104",
+}
 
 
 @pytest.fixture(scope="module")
@@ -210,6 +217,8 @@ def test_the_prometheus_configuration_is_valid(promtool, tmp_path):
         assert jobs[job]["static_configs"][0]["targets"] == [f"127.0.0.1:{port}"]
         assert "authorization" not in jobs[job]
     assert "alerting" not in config  # an example, commented out
+    for unit, port in UNITS.items():
+        assert f"--metrics-port {port}" in (ROOT / "deploy" / "systemd" / unit).read_text(), unit
     run(promtool, "check", "config", "--syntax-only", "prometheus.yml")
     # The full check opens the token file and the rule files: a copy with a token of its own.
     token = tmp_path / "ctop-metrics.token"

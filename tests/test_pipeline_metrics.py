@@ -159,3 +159,86 @@ def test_every_pipeline_command_serves_its_metrics_and_a_real_prometheus_scrapes
         sim.stop()
     logs = {name: proc.text[-2000:] for name, proc in procs.items()}
     assert all(code == 0 for name, code in codes.items() if name != "web"), logs
+
+
+def exposition(source) -> dict[str, list]:
+    """What a scrape of a process serving `source.metrics()` reads, through prometheus_client's own
+    formatter and parser."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(metrics.Pipeline("test", source.metrics))
+    out: dict[str, list] = {}
+    for family in text_string_to_metric_families(generate_latest(registry).decode()):
+        for sample in family.samples:
+            out.setdefault(sample.name, []).append(sample)
+    return out
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_stream_consumers_figures_start_at_zero_and_count_what_it_stored(chain, redis_client):
+    from .protocol_fixtures import frames
+    from .streamhelpers import consumer, drain, fill
+
+    c = consumer(chain, redis_client, block_ms=50)
+    page = exposition(c)
+    assert value(page, "ctop_stream_dead_letters_total", chain="testnet") == 0  # a series from the start
+    assert "ctop_stream_unread_entries" not in page  # no backlog read yet: no series, not a stale one
+    fill(redis_client, chain.name, list(frames("ws_frames_normal.jsonl")))
+    drain(c)
+    c.lag()
+    page = exposition(c)
+    assert value(page, "ctop_stream_rows_total", chain="testnet") > 0
+    assert value(page, "ctop_stream_entries_total", chain="testnet") == c.stats.entries
+    assert value(page, "ctop_stream_pending_entries", chain="testnet") == 0
+    assert value(page, "ctop_stream_batch_seconds_count") == c.stats.batches
+    assert value(page, "ctop_stream_batch_seconds_bucket", le="+Inf") == c.stats.batches
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_indexer_and_the_analyzers_figures(net, redis_client):
+    from analysis.runner import MissingVoteAnalyzer
+    from validators.runner import IndexerRunner
+
+    from .analysishelpers import all_sign, play
+
+    # The chain's only endpoint (127.0.0.1:1) refuses: one failed pass, counted from 0.
+    runner = IndexerRunner(lambda: [net], interval=60)
+    runner.run_once(timeout=30)
+    page = exposition(runner)
+    assert value(page, "ctop_indexer_passes_total", chain="testnet", result="error") == 1
+    assert value(page, "ctop_indexer_passes_total", chain="testnet", result="ok") == 0
+
+    for h in (1, 2, 3):
+        play(net, h, all_sign())
+    analyzer = MissingVoteAnalyzer([net], fetch_sets=False, fetch_commits=False)
+    try:
+        judged = analyzer.run_once()
+        page = exposition(analyzer)
+    finally:
+        analyzer.close()
+    assert judged >= 1 and value(page, "ctop_analyzer_heights_judged_total") == judged
+    assert value(page, "ctop_analyzer_tick_seconds_count") == 1
+    assert value(page, "ctop_notifications_total", kind="webhook", result="failed") == 0  # from 0 on
+    assert value(page, "ctop_process_info", command="test") == 1
+
+
+def test_a_failing_collector_is_a_failed_scrape_not_a_partial_page():
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    def broken():
+        yield metrics.counter("ctop_stream_rows")
+        raise KeyError("a misspelt name")
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(metrics.Pipeline("test", broken))
+    with pytest.raises(KeyError):
+        generate_latest(registry)  # the HTTP server answers 500: Prometheus marks the target down
+
+
+def test_stream_workers_metrics_ports_must_all_be_ports():
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match="must be a port number") as raised:
+        call_command("stream_events", "--workers", "2", "--metrics-port", "65535")
+    assert raised.value.returncode == 2  # input that can never become valid

@@ -86,6 +86,8 @@ class IndexerRunner:
         """Start a pass for every chain that is due and not still busy with the last one."""
         now = time.monotonic()
         for chain in self.chains():
+            for result in ("ok", "error"):  # from 0 on: a first failure is an increase Prometheus sees
+                self.passes.setdefault((chain.name, result), 0)
             if now >= self._due.get(chain.pk, 0.0) and self.pool.submit(
                 chain.pk, self._job(chain), what=f"{chain.name}: indexing"
             ):

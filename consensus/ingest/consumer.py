@@ -39,6 +39,7 @@ from .store import ValidatorCache, persist
 log = logging.getLogger("ctop.stream")
 
 TRIM_EVERY = 10.0  # seconds between trims of acknowledged entries
+LAG_FRESH = 60.0  # seconds a backlog reading stays worth serving as a metric
 
 
 def default_consumer_name() -> str:
@@ -103,6 +104,9 @@ class StreamConsumer:
         self._next_claim = 0.0
         self.idle = False  # the last read of new entries found none
         self.batch_durations = metrics.Durations("ctop_stream_batch_seconds")
+        # The streams' backlog as the loop last read it (every log interval): a scrape never waits
+        # on Redis. (time.monotonic(), {chain: (unread, pending)})
+        self.last_lag: tuple[float, dict[str, tuple[int | None, int]]] | None = None
 
     def add_chains(self, chains: list[Chain]) -> list[Chain]:
         """Start consuming chains that appeared since (added in the admin, registered by the
@@ -299,13 +303,14 @@ class StreamConsumer:
     def lag(self) -> dict[str, tuple[int | None, int]]:
         """Per chain: entries not yet read by the group (None if Redis cannot tell) and entries pending."""
         out = {}
-        for key, chain in self.chains.items():
+        for key, chain in list(self.chains.items()):  # add_chains may add one meanwhile
             try:
                 group = group_info(self.client, key)
             except redis.RedisError:
                 continue
             if group is not None:
                 out[chain.name] = (group.unread, group.pending)
+        self.last_lag = (time.monotonic(), out)
         return out
 
     def metrics(self) -> Iterator[Metric]:
@@ -313,18 +318,24 @@ class StreamConsumer:
         entries, rows, dead = (
             metrics.counter(n) for n in ("ctop_stream_entries", "ctop_stream_rows", "ctop_stream_dead_letters")
         )
-        for name, s in sorted(dict(self.stats.per_chain).items()):
+        # Every chain from 0 on, so that its first dead letter is an increase Prometheus sees.
+        per_chain = dict(self.stats.per_chain)
+        for name in sorted({c.name for c in list(self.chains.values())} | set(per_chain)):
+            s = per_chain.get(name, ChainStats())
             entries.add_metric([name], s.entries)
             rows.add_metric([name], s.rows)
             dead.add_metric([name], s.dead_letters)
         errors = metrics.counter("ctop_stream_database_errors")
         errors.add_metric([], self.stats.db_errors)
+        yield from (entries, rows, dead, errors, self.batch_durations.family())
         unread, pending = metrics.gauge("ctop_stream_unread_entries"), metrics.gauge("ctop_stream_pending_entries")
-        for name, (n_unread, n_pending) in sorted(self.lag().items()):
-            if n_unread is not None:
-                unread.add_metric([name], n_unread)
-            pending.add_metric([name], n_pending)
-        yield from (entries, rows, dead, errors, unread, pending, self.batch_durations.family())
+        read_at, lags = self.last_lag or (0.0, {})
+        if time.monotonic() - read_at < LAG_FRESH:  # a backlog read long ago is not today's: no series
+            for name, (n_unread, n_pending) in sorted(lags.items()):
+                if n_unread is not None:  # Redis 7 says; older ones cannot
+                    unread.add_metric([name], n_unread)
+                pending.add_metric([name], n_pending)
+        yield from (unread, pending)
 
     def drained(self) -> bool:
         """Nothing left for the group in any stream: no entry unread and none pending (not even
@@ -347,6 +358,7 @@ class StreamConsumer:
         look for chains added later (every `refresh_every` seconds). `idle_exit`: return once the
         streams are drained, unread and pending alike."""
         self.ensure_groups()
+        self.lag()  # the backlog at the start, for the metrics (then every few seconds)
         committer = Committer(self.store, self.stop) if pipelined else None
         next_refresh = time.monotonic() + refresh_every
         next_trim = time.monotonic() + TRIM_EVERY
@@ -389,6 +401,8 @@ class StreamConsumer:
                             trim_acknowledged(self.client, key)
                     except redis.RedisError as exc:
                         log.warning("cannot trim acknowledged entries (%s)", first_line(exc))
+                    if log_interval > TRIM_EVERY:
+                        self.lag()  # the backlog for the metrics, fresh whatever the log interval
                 if now >= next_log:
                     self._log(last, now - last_time)
                     last_time, next_log = now, now + log_interval

@@ -67,10 +67,12 @@ class Command(CtopCommand):
             return
         stop = threading.Event()
         stop_on_signals(stop)
+        later = metrics.Later()
+        metrics.serve("analyze", later, opts["metrics_port"], opts["metrics_host"])
         if not wait_for_database(stop) or not wait_for_chains(watch, stop):
             return
         analyzer = MissingVoteAnalyzer(watch.current)
-        metrics.serve("analyze", analyzer.metrics, opts["metrics_port"], opts["metrics_host"])
+        later.source = analyzer
         notifier = Notifier().start()
         log.info("analysing %s", watch.describe())
         interval = opts["poll_frequency"].total_seconds()

@@ -74,6 +74,8 @@ class Command(CtopCommand):
             raise CommandError("--batch must be positive", returncode=2)
         if not 1 <= opts["workers"] <= 64:
             raise CommandError("--workers must be between 1 and 64", returncode=2)
+        if opts["metrics_port"] and opts["metrics_port"] + opts["workers"] - 1 > 65535:
+            raise CommandError("--metrics-port + --workers - 1 must be a port number (65535 at most)", returncode=2)
         watch = chain_watch(opts["networks"])
         name = opts["consumer"] or default_consumer_name()
         if opts["workers"] == 1:
@@ -94,6 +96,11 @@ class Command(CtopCommand):
         stop = threading.Event()
         stop_on_signals(stop)
         stats = Stats()
+        # With --workers N, worker i serves its metrics on --metrics-port + i (from the start: a
+        # worker waiting for PostgreSQL is up, not down).
+        later = metrics.Later()
+        port = opts["metrics_port"] + index if opts["metrics_port"] else 0
+        metrics.serve("stream_events", later, port, opts["metrics_host"])
         # Started before PostgreSQL or before its chains exist (systemd starts every unit at once),
         # it waits for them instead of exiting; chains added later are picked up as it runs.
         if not wait_for_database(stop):
@@ -114,9 +121,7 @@ class Command(CtopCommand):
             publisher=publisher,
         )
         consumer.stop = stop
-        # With --workers N, worker i serves its metrics on --metrics-port + i.
-        port = opts["metrics_port"] + index if opts["metrics_port"] else 0
-        metrics.serve("stream_events", consumer.metrics, port, opts["metrics_host"])
+        later.source = consumer
         log.info("consumer %s streaming %s", consumer.consumer, ", ".join(c.name for c in chains))
         stats = consumer.run(
             log_interval=opts["log_interval"].total_seconds(),

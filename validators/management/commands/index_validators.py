@@ -62,8 +62,10 @@ class Command(CtopCommand):
             return
         stop = threading.Event()
         stop_on_signals(stop)
+        later = metrics.Later()
+        metrics.serve("index_validators", later, opts["metrics_port"], opts["metrics_host"])
         if not wait_for_database(stop) or not wait_for_chains(watch, stop):
             return
         runner = IndexerRunner(watch.current, interval=interval)
-        metrics.serve("index_validators", runner.metrics, opts["metrics_port"], opts["metrics_host"])
+        later.source = runner
         runner.run(stop)
