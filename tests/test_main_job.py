@@ -4,6 +4,7 @@ alert for the demo's flaky validator; then Ctrl-C, and every process is gone, no
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -13,6 +14,7 @@ import subprocess
 import threading
 import time
 
+import psutil
 import psycopg
 import pytest
 import redis
@@ -81,7 +83,13 @@ def main_job():
         yield proc, output, web, sim
     finally:
         if proc.poll() is None:
+            # honcho starts each process in a session of its own: a failed test kills them by
+            # name, not only honcho's group, or they would outlive it.
+            children = psutil.Process(proc.pid).children(recursive=True)
             os.killpg(proc.pid, signal.SIGKILL)
+            for child in children:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    child.kill()
             proc.wait(10)
         fresh_database()
 
