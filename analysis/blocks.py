@@ -153,10 +153,6 @@ class BlockRecord:
     streak: int = 0  # its latest blocks in a row that were empty
     streak_from: int | None = None  # the height of the streak's first block
 
-    @property
-    def empty_share(self) -> float:
-        return self.empty / self.blocks if self.blocks else 0.0
-
 
 @dataclass
 class ChainBlocks:

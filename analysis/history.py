@@ -134,17 +134,23 @@ class HeightLetters:
         return MISSED in self.prevotes or MISSED in self.precommits
 
 
+def voter_positions(cur, chain_id: int, validator_id: int) -> list[tuple[int, int, int]]:
+    """Every voter set of the chain that holds the validator: (set id, its position, the set's size),
+    what reading its bytes of a history row needs."""
+    cur.execute(
+        "SELECT id, array_position(validators, %s) - 1, cardinality(validators) FROM analysis_voterset"
+        " WHERE chain_id = %s AND validators @> ARRAY[%s]",
+        [validator_id, chain_id, validator_id],
+    )
+    return cur.fetchall()
+
+
 def validator_heights(chain_id: int, validator_id: int, count: int) -> list[HeightLetters]:
     """A validator's latest `count` judged heights, newest first: a backward walk of the (chain,
     height) key from its last membership (the set history's GiST index), over the rows of the sets
     that hold it, one byte read per height in SQL (the whole row only for a height of many rounds)."""
     with connection.cursor() as cur:
-        cur.execute(
-            "SELECT id, array_position(validators, %s) - 1, cardinality(validators) FROM analysis_voterset"
-            " WHERE chain_id = %s AND validators @> ARRAY[%s]",
-            [validator_id, chain_id, validator_id],
-        )
-        sets = cur.fetchall()
+        sets = voter_positions(cur, chain_id, validator_id)
         if not sets:
             return []
         ranges = SetMembership.objects.filter(validator_id=validator_id).values_list("heights", flat=True)

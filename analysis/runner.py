@@ -75,8 +75,7 @@ class MissingVoteAnalyzer:
         # Block metas (transactions, block time) of judged heights; by default asked wherever commits
         # are (both are questions to nodes: a run told not to ask nodes asks neither).
         self.fetch_blocks = fetch_commits if fetch_blocks is None else fetch_blocks
-        self._blocks_due: dict[int, float] = {}  # chain id -> when a fetch of fewer than a page is due
-        self._blocks_asked: dict[int, float] = {}  # chain id -> when its last fetch was asked for
+        self._blocks_asked: dict[int, float] = {}  # chain id -> when its last block fetch was asked for
         # How long to wait for height+1 to be committed (its commit carries late precommits) before
         # judging with the events alone: a halted chain must still be judged.
         self.commit_wait = commit_wait
@@ -324,15 +323,14 @@ class MissingVoteAnalyzer:
         failed = self.lookups.blocks_failed.get(chain.pk)
         if failed is not None and now - failed < BLOCKS_RETRY:
             return
+        since = now - self._blocks_asked.get(chain.pk, -BLOCKS_EVERY)
+        if since < BLOCKS_MIN_GAP:
+            return  # a backlog is fetched a job every few seconds, not back to back (and not looked up)
         lo = blocks.next_wanted(chain, judged_to, BLOCKS_BACKLOG, self.lookups.blocks_covered.get(chain.pk, 0))
         waiting = judged_to - lo + 1
-        due = self._blocks_due.get(chain.pk)
-        if waiting <= 0 or (waiting < BLOCKS_PAGE and due is not None and now < due):
-            return
-        if now - self._blocks_asked.get(chain.pk, -BLOCKS_MIN_GAP) < BLOCKS_MIN_GAP:
-            return  # a backlog is fetched a job every few seconds, not back to back
+        if waiting <= 0 or (waiting < BLOCKS_PAGE and since < BLOCKS_EVERY):
+            return  # less than a page waits a minute after the last ask
         if self.lookups.ask_blocks(chain, lo, min(judged_to, lo + BLOCKS_PER_JOB - 1)):
-            self._blocks_due[chain.pk] = now + BLOCKS_EVERY
             self._blocks_asked[chain.pk] = now
 
     @staticmethod

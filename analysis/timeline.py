@@ -20,7 +20,7 @@ from validators.models import SetMembership
 
 from . import latency
 from .charts import HeightPoint
-from .history import LETTERS
+from .history import LETTERS, voter_positions
 from .models import MAX_VERDICT_ROUNDS, MISSED
 
 MAX_ROWS = 3000
@@ -85,12 +85,7 @@ def first_height_since(cur, chain_id: int, lo: int, hi: int, since: datetime) ->
 def read(chain_id: int, validator_id: int, since: datetime | None = None, max_rows: int = MAX_ROWS) -> Timeline:
     """The validator's heights judged since `since` (its whole span in the history if None)."""
     with connection.cursor() as cur:
-        cur.execute(
-            "SELECT id, array_position(validators, %s) - 1, cardinality(validators) FROM analysis_voterset"
-            " WHERE chain_id = %s AND validators @> ARRAY[%s]",
-            [validator_id, chain_id, validator_id],
-        )
-        sets = cur.fetchall()
+        sets = voter_positions(cur, chain_id, validator_id)
         bottom, top = _probe(cur, chain_id, 0), _probe(cur, chain_id, 2**63 - 1, descending=True)
         if not sets or bottom is None or top is None:
             return Timeline()

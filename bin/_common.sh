@@ -59,43 +59,43 @@ except Exception as exc:
 PY
 }
 
-# The browser test drives Debian's Chromium; install it when missing and we may (root, apt).
-ensure_chromium() {
-    if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then
-        return 0
-    fi
+# Debian packages a test area needs: installed when one of `commands` is missing and we may (root,
+# apt); otherwise the tests that need them are skipped, and this says how to install them.
+# apt_ensure "<the tests>" "<commands>" <apt-get install arguments...>; status 0: installed now.
+apt_ensure() {
+    local what=$1 commands=$2 c names
+    shift 2
+    names=$(printf '%s ' "$@" | sed -e 's/--[a-z-]* //g' -e 's/ $//')  # the packages, not the options
+    for c in $commands; do
+        command -v "$c" >/dev/null 2>&1 || break
+        c=""
+    done
+    [ -z "$c" ] && return 1  # every command is there
     if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-        echo "ctop: chromium and chromium-driver are not installed: the browser test will be skipped" \
-             "(sudo apt-get install chromium chromium-driver)" >&2
-        return 0
+        echo "ctop: $c is not installed: $what will be skipped (sudo apt-get install $names)" >&2
+        return 1
     fi
-    echo "ctop: installing chromium and chromium-driver (Debian packages) for the browser test"
+    echo "ctop: installing $names (Debian packages) for $what"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 \
-        || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium chromium-driver >/dev/null 2>&1; } \
-        || echo "ctop: could not install chromium (the browser test will be skipped)" >&2
+    apt-get install -y -q "$@" >/dev/null 2>&1 \
+        || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q "$@" >/dev/null 2>&1; } \
+        || { echo "ctop: could not install $names ($what will be skipped)" >&2; return 1; }
 }
 
-# The monitoring test checks deploy/prometheus with promtool, from Debian's prometheus package;
-# install it when missing and we may (root, apt). The tests use promtool and start the prometheus
-# binary themselves, on a free loopback port.
+# The browser tests drive Debian's Chromium.
+ensure_chromium() {
+    apt_ensure "the browser tests" "chromium chromedriver" chromium chromium-driver || true
+}
+
+# The monitoring tests check deploy/prometheus with promtool and start the prometheus binary
+# themselves, on a free loopback port.
 ensure_prometheus() {
-    if command -v promtool >/dev/null 2>&1; then
-        return 0
-    fi
-    if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-        echo "ctop: promtool is not installed: the Prometheus rules test will be skipped" \
-             "(sudo apt-get install --no-install-recommends prometheus)" >&2
-        return 0
-    fi
-    echo "ctop: installing prometheus (Debian package, for promtool) for the Prometheus rules test"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1 \
-        || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1; } \
-        || echo "ctop: could not install prometheus (the Prometheus rules test will be skipped)" >&2
-    # The tests run their own Prometheus on a free port: the package's server, which Debian enables
-    # and starts where systemd runs, is not wanted (a container's policy-rc.d never starts it).
-    if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
-        systemctl disable --now prometheus >/dev/null 2>&1 || true
+    if apt_ensure "the Prometheus tests" "promtool prometheus" --no-install-recommends prometheus; then
+        # The package's own server, which Debian enables and starts where systemd runs, is not
+        # wanted (a container's policy-rc.d never starts it). Only when installed here: a server
+        # the machine already had is left alone.
+        if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+            systemctl disable --now prometheus >/dev/null 2>&1 || true
+        fi
     fi
 }
