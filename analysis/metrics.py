@@ -21,8 +21,9 @@ from django.db import connection
 from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 
-from consensus.models import Chain, Validator, Vote, VoteType
+from consensus.models import Chain, VoteType
 from consensus.selectors import latest_heights
 from validators.selectors import latest_known_powers
 
@@ -38,8 +39,8 @@ class ConsensusCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         chains = list(Chain.objects.filter(enabled=True).order_by("name"))
         latest = latest_heights([c.pk for c in chains])
-        # The active set of each chain's latest height (one GiST query each), read once for both.
-        sets = {c.pk: latest_known_powers(c.pk, latest[c.pk].height) for c in chains if c.pk in latest}
+        # The active set of each chain's latest height (one GiST query for all), read once for both.
+        sets = latest_known_powers({c.pk: latest[c.pk].height for c in chains if c.pk in latest})
         yield from self._chains(chains, latest, sets)
         yield from self._validators(chains, sets)
         yield self._alerts({c.pk: c.name for c in chains})
@@ -65,6 +66,7 @@ class ConsensusCollector(Collector):
             "Average rounds per height over the recent judged heights (1 is a healthy chain).",
             labels=["chain"],
         )
+        prevoted = self._prevoters({c.pk: latest[c.pk] for c in chains if sets.get(c.pk) and c.pk in latest})
         for chain in chains:
             top = latest.get(chain.pk)
             if top is None:
@@ -78,11 +80,7 @@ class ConsensusCollector(Collector):
             members = sets.get(chain.pk, {})
             total = sum(members.values())
             if total:
-                voted = set(
-                    Vote.objects.filter(
-                        chain=chain, height=top.height, round=top.round, type=VoteType.PREVOTE
-                    ).values_list("validator_id", flat=True)
-                )
+                voted = prevoted.get(chain.pk, set())
                 absent = sum(power for vid, power in members.items() if vid not in voted)
                 missing.add_metric(labels, absent / total)
         with connection.cursor() as cur:
@@ -96,6 +94,27 @@ class ConsensusCollector(Collector):
             for chain_id, avg in cur.fetchall():
                 rounds.add_metric([by_id[chain_id]], float(avg))
         yield from (height, round_, step, age, missing, rounds)
+
+    @staticmethod
+    def _prevoters(tops: dict) -> dict[int, set[int]]:
+        """Who prevoted in each chain's round in progress: one round trip, a UNION ALL of one
+        subquery per chain with its height as a constant, so the planner opens one vote partition
+        per chain (a join on the heights would be planned against every partition of every chain)."""
+        if not tops:
+            return {}
+        parts, params = [], []
+        for chain_id, top in tops.items():
+            parts.append(
+                "(SELECT %s, validator_id FROM consensus_vote WHERE chain_id = %s AND height = %s AND round = %s"
+                " AND type = %s)"
+            )
+            params += [chain_id, chain_id, top.height, top.round, VoteType.PREVOTE]
+        voted: dict[int, set[int]] = {}
+        with connection.cursor() as cur:
+            cur.execute(" UNION ALL ".join(parts), params)
+            for chain_id, vid in cur.fetchall():
+                voted.setdefault(chain_id, set()).add(vid)
+        return voted
 
     # --- per validator ---
 
@@ -146,23 +165,28 @@ class ConsensusCollector(Collector):
         series = {(c, vid) for c, members in sets.items() for vid in members} | set(misses)
         # Every validator of the watched chains: one index walk (an IN list of thousands of ids costs
         # PostgreSQL more to plan than to run: measured 87 ms for 3,000).
-        who = {
-            pk: (address, moniker)
-            for pk, address, moniker in Validator.objects.filter(chain_id__in=list(names)).values_list(
-                "pk", "address", "moniker"
+        with connection.cursor() as cur:
+            cur.execute(
+                "SELECT id, address, moniker FROM validators_validator WHERE chain_id = ANY(%s::smallint[])",
+                [list(names)],
             )
-        }
+            who = {pk: (address, moniker) for pk, address, moniker in cur.fetchall()}
+        # The samples are made directly rather than through add_metric: ~18,000 of them at 20 chains
+        # x 150 validators, and one labels dict shared by a validator's five gauges (the formatter
+        # only reads it) halves the time spent building them (measured 45 -> 20 ms).
+        info_name = info.name + "_info"
         for chain_id, vid in sorted(series):
-            name, (address, moniker) = names[chain_id], who[vid]
+            address, moniker = who[vid]
+            labels = {"chain": names[chain_id], "validator": address}
             member = vid in sets.get(chain_id, {})
-            in_set.add_metric([name, address], 1 if member else 0)
-            power.add_metric([name, address], sets[chain_id][vid] if member else 0)
-            info.add_metric([name, address], {"moniker": moniker})
+            in_set.samples.append(Sample(in_set.name, labels, 1 if member else 0))
+            power.samples.append(Sample(power.name, labels, sets[chain_id][vid] if member else 0))
+            info.samples.append(Sample(info_name, {**labels, "moniker": moniker}, 1))
             if chain_id in judged:
                 pre, com, alone = misses.get((chain_id, vid), (0, 0, 0))
-                missed_pre.add_metric([name, address], pre)
-                missed_com.add_metric([name, address], com)
-                solo.add_metric([name, address], alone)
+                missed_pre.samples.append(Sample(missed_pre.name, labels, pre))
+                missed_com.samples.append(Sample(missed_com.name, labels, com))
+                solo.samples.append(Sample(solo.name, labels, alone))
         yield from (power, in_set, missed_pre, missed_com, solo, info)
         yield from self._windows(ids, judged, names)
 

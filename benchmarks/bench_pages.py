@@ -8,7 +8,7 @@ ratios say what the data costs on top of Django itself. Each page's query count 
 (a constant count is the proof of no N+1).
 
     .venv/bin/python -m benchmarks.bench_analyzer      # first: builds the data (once)
-    .venv/bin/python -m benchmarks.bench_pages [--repeat 20]
+    .venv/bin/python -m benchmarks.bench_pages [--repeat 20] [--only metrics]
 """
 
 from __future__ import annotations
@@ -114,6 +114,7 @@ def fill_year() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--only", default="", help="only the pages whose label has this (and the baseline)")
     args = parser.parse_args()
     os.environ.setdefault("ALLOWED_HOSTS", "testserver")
     os.environ.setdefault("CTOP_METRICS_TOKEN", "bench")
@@ -177,6 +178,8 @@ def main() -> None:
     print(f"{'page':40} {'median':>9} {'p95':>9} {'queries':>8} {'x baseline':>11}")
     baseline = None
     for label, url, c in pages:
+        if args.only and args.only not in label and not label.startswith("baseline"):
+            continue
         response = c.get(url, secure=True)  # warm: templates compiled, connection open
         assert response.status_code == 200, (url, response.status_code)
         times = []

@@ -4,8 +4,12 @@ With neither configured, everyone gets 403: metrics name every validator and cha
 
 from __future__ import annotations
 
+import gc
 import hmac
 import ipaddress
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -51,6 +55,33 @@ def _refusal(request: HttpRequest) -> HttpResponse | None:
     return HttpResponse("not allowed from this address\n", status=403)
 
 
+_gc_lock = threading.Lock()
+_gc_holders = 0
+
+
+@contextmanager
+def _without_cyclic_gc() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector for one scrape. A scrape allocates ~40,000 small
+    objects (samples, label dicts, lines); each 700 allocations start a collection that walks the
+    web process's whole heap, and that was half of the scrape (measured: collecting the families
+    250 -> 120 ms). Nothing in a scrape makes reference cycles, so reference counting frees it all
+    anyway. Counted under a lock: concurrent scrapes (Daphne runs sync views in threads) restore
+    the collector only when the last one ends, and only if it was on to begin with."""
+    global _gc_holders
+    with _gc_lock:
+        if _gc_holders == 0:
+            _without_cyclic_gc.was_enabled = gc.isenabled()  # type: ignore[attr-defined]
+            gc.disable()
+        _gc_holders += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_holders -= 1
+            if _gc_holders == 0 and _without_cyclic_gc.was_enabled:  # type: ignore[attr-defined]
+                gc.enable()
+
+
 @require_GET
 def metrics(request: HttpRequest) -> HttpResponse:
     refusal = _refusal(request)
@@ -59,7 +90,7 @@ def metrics(request: HttpRequest) -> HttpResponse:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ConsensusCollector())
     outermost = not connection.in_atomic_block
-    with transaction.atomic(), connection.cursor() as cur:
+    with _without_cyclic_gc(), transaction.atomic(), connection.cursor() as cur:
         if outermost:  # one snapshot for every query of the scrape, so its series agree
             cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         # The scrape's queries are small index walks; PostgreSQL's JIT, which their estimates can
