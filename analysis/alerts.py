@@ -9,7 +9,7 @@ from datetime import datetime
 from consensus.models import Chain
 from validators.selectors import latest_known_set
 
-from . import performance, rules
+from . import chainstatus, performance, rules
 from .lifecycle import apply
 from .models import AlertKind, AlertSettings
 from .state import ChainState, load_states
@@ -47,6 +47,8 @@ def evaluate(
             performance.slow_validators(chain, settings, state.open_alerts),
             performance.failing_proposers(chain, settings, state.open_alerts, size, missing),
             performance.empty_blocks(chain, settings, state.open_alerts, size, state.latest_judged),
+            chainstatus.status_alerts(chain, settings, state.open_alerts, now),
+            chainstatus.set_alerts(chain, settings, state.open_alerts, state.latest_judged),
         ):
             findings += found
             clears += cleared

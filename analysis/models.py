@@ -156,6 +156,12 @@ class AlertKind(models.TextChoices):
     SLOW_VALIDATOR = "slow_validator", "slow validator"
     FAILED_PROPOSALS = "failed_proposals", "failed proposals"
     EMPTY_BLOCKS = "empty_blocks", "empty blocks"
+    # From the chain's own status (validators.status, REST): analysis.chainstatus.
+    JAIL_RISK = "jail_risk", "jail risk"
+    JAILED = "jailed", "jailed"
+    TOMBSTONED = "tombstoned", "tombstoned"
+    LEFT_SET = "left_set", "left the active set"
+    POWER_CHANGED = "power_changed", "voting power changed"
 
 
 class Severity(models.IntegerChoices):
@@ -269,6 +275,15 @@ class AlertSettings(models.Model):
         default=3,
         help_text="Empty blocks: a validator's latest N blocks in a row carried no transactions, and the other "
         "proposers' blocks carry some so often that this is not chance (0: off).",
+    )
+
+    # The chain's own status (analysis.chainstatus).
+    jail_risk_warning = models.FloatField(
+        default=0.5, help_text="Jail risk: the chain's missed-blocks counter passes this share of the allowance..."
+    )
+    jail_risk_critical = models.FloatField(default=0.8, help_text="...and is critical past this share.")
+    power_change_share = models.FloatField(
+        default=0.2, help_text="Voting power changed: by more than this share in one step (0: off)."
     )
 
     class Meta:

@@ -26,24 +26,28 @@ from consensus.models import Chain
 
 from .indexer import ChainIndexer, IndexerError
 from .models import SetIndexState
-from .monikers import refresh_monikers
+from .status import NO_REST, refresh_status
 
 log = logging.getLogger("ctop.indexer")
 
 
-def index_chain(chain: Chain) -> bool:
-    """One pass over one chain (its set, then its monikers); False if anything failed (recorded)."""
+def index_chain(chain: Chain, *, sets: bool = True, status: bool = True) -> bool:
+    """One pass over one chain: its set, then its validators' status and monikers from the REST API
+    (each when asked); False if anything failed (recorded)."""
+    if sets:
+        try:
+            ChainIndexer(chain).run_once()
+        except IndexerError:
+            return False  # logged and recorded by the indexer; the history is untouched
+    if not status:
+        return True
     try:
-        ChainIndexer(chain).run_once()
-    except IndexerError:
-        return False  # logged and recorded by the indexer; the history is untouched
-    try:
-        refresh_monikers(chain)
+        read = refresh_status(chain)
     except IndexerError as exc:
         log.warning("%s: %s", chain.name, exc)
         _record_error(chain, str(exc))
         return False
-    return True
+    return read.slashing_error in ("", NO_REST)
 
 
 def _record_error(chain: Chain, message: str) -> None:
@@ -54,19 +58,31 @@ def _record_error(chain: Chain, message: str) -> None:
 
 
 class IndexerRunner:
-    def __init__(self, chains: Callable[[], list[Chain]], *, interval: float, workers: int = 4) -> None:
+    """status_interval: how often the REST status (jail risk's counters) is read; default the
+    sets' interval. A pass does whichever of the two is due."""
+
+    def __init__(
+        self,
+        chains: Callable[[], list[Chain]],
+        *,
+        interval: float,
+        workers: int = 4,
+        status_interval: float | None = None,
+    ) -> None:
         self.chains = chains
         self.interval = interval
+        self.status_interval = status_interval if status_interval is not None else interval
         self.pool = KeyedPool(workers, "indexer")
         self.failures: dict[int, bool] = {}
         self.passes: Counter[tuple[str, str]] = Counter()  # (chain name, "ok" | "error")
         self._due: dict[int, float] = {}
+        self._status_due: dict[int, float] = {}
 
-    def _job(self, chain: Chain) -> Callable[[], None]:
+    def _job(self, chain: Chain, *, sets: bool = True, status: bool = True) -> Callable[[], None]:
         def run() -> None:
             ok = False
             try:
-                ok = index_chain(chain)
+                ok = index_chain(chain, sets=sets, status=status)
             except Exception as exc:
                 log.exception("%s: indexing failed unexpectedly", chain.name)
                 _record_error(chain, f"unexpected {type(exc).__name__}: {exc}")
@@ -88,10 +104,15 @@ class IndexerRunner:
         for chain in self.chains():
             for result in ("ok", "error"):  # from 0 on: a first failure is an increase Prometheus sees
                 self.passes.setdefault((chain.name, result), 0)
-            if now >= self._due.get(chain.pk, 0.0) and self.pool.submit(
-                chain.pk, self._job(chain), what=f"{chain.name}: indexing"
+            sets = now >= self._due.get(chain.pk, 0.0)
+            status = now >= self._status_due.get(chain.pk, 0.0)
+            if (sets or status) and self.pool.submit(
+                chain.pk, self._job(chain, sets=sets, status=status), what=f"{chain.name}: indexing"
             ):
-                self._due[chain.pk] = now + self.interval
+                if sets:
+                    self._due[chain.pk] = now + self.interval
+                if status:
+                    self._status_due[chain.pk] = now + self.status_interval
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():

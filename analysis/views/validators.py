@@ -13,9 +13,9 @@ from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 
 from consensus.models import Validator
-from validators.models import SetMembership
+from validators.models import SetMembership, StatusChange, ValidatorStatus
 
-from .. import charts, latency, timeline
+from .. import chainstatus, charts, latency, timeline
 from ..history import validator_heights
 from ..models import Alert
 
@@ -52,6 +52,10 @@ def validator_detail(request: HttpRequest, name: str, address: str) -> HttpRespo
     proposals = latency.proposers(validator.chain_id, LATENCY_HEIGHTS * 10).get(validator.pk)
     judged = len(heights)
     missed = sum(h.missed for h in heights)
+    # The chain's own word on it (REST: staking and slashing), with ctop's count beside the chain's.
+    status = ValidatorStatus.objects.filter(validator=validator).first()
+    latest_judged = heights[0].height if heights else None
+    risk = chainstatus.jail_risks(validator.chain, [validator.pk], latest_judged).get(validator.pk)
     return render(
         request,
         "analysis/validator_detail.html",
@@ -73,5 +77,9 @@ def validator_detail(request: HttpRequest, name: str, address: str) -> HttpRespo
             "latency_heights": speed.heights,
             "chain_median_p95": speed.median("p95_ms"),
             "proposals": proposals,
+            "status": status,
+            "status_note": chainstatus.status_note(validator.chain),
+            "status_changes": StatusChange.objects.filter(validator=validator).order_by("-seen_at")[:20],
+            "risk": risk,
         },
     )

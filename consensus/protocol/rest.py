@@ -7,7 +7,9 @@ anything unexpected is a ProtocolError with the path of the field, never a TypeE
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
+from decimal import Decimal
 
 from common.text import one_line
 
@@ -16,6 +18,34 @@ from .errors import BadValue, MalformedFrame, ProtocolError
 
 ED25519 = "/cosmos.crypto.ed25519.PubKey"
 MAX_VALIDATORS_PER_PAGE = 10_000
+MAX_TOKENS = 10**40  # far above any chain's supply in base units; a bigger number is corruption
+BOND_STATUS = {
+    "BOND_STATUS_BONDED": "bonded",
+    "BOND_STATUS_UNBONDING": "unbonding",
+    "BOND_STATUS_UNBONDED": "unbonded",
+}
+_DECIMAL = re.compile(r"^[0-9]{1,40}(\.[0-9]{1,18})?$")
+
+
+def decimal(value: object, path: str, *, lo: Decimal, hi: Decimal) -> Decimal:
+    """A Cosmos SDK Dec ("0.050000000000000000") within [lo, hi]."""
+    text = f.string(value, path)
+    if not _DECIMAL.match(text):
+        raise BadValue(f"{path}: not a decimal: {text!r:.40}")
+    number = Decimal(text)
+    if not lo <= number <= hi:
+        raise BadValue(f"{path}: {text:.40} is out of range [{lo}, {hi}]")
+    return number
+
+
+def tokens(value: object, path: str) -> int:
+    text = f.string(value, path)
+    if not (text.isascii() and text.isdigit() and len(text) <= 41):
+        raise BadValue(f"{path}: not a token amount: {text!r:.40}")
+    n = int(text)
+    if n > MAX_TOKENS:
+        raise BadValue(f"{path}: {text:.40} tokens is implausible")
+    return n
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +55,9 @@ class StakingValidator:
     pubkey: str  # base64
     moniker: str  # one line, bounded: it is shown on pages and in messages
     jailed: bool
-    status: str
+    status: str  # "bonded" | "unbonding" | "unbonded" | "unknown"
+    tokens: int  # bonded tokens, in the chain's base unit (bounded: MAX_TOKENS)
+    commission: Decimal | None  # commission rate, 0..1
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +92,9 @@ def decode_staking_validators(body: str | bytes) -> StakingPage:
             key = f.obj(item.get("consensus_pubkey") or {}, f"{p}.consensus_pubkey")
             description = f.obj(item.get("description") or {}, f"{p}.description")
             jailed = item.get("jailed", False)
+            commission = f.obj(item.get("commission") or {}, f"{p}.commission")
+            rates = f.obj(commission.get("commission_rates") or {}, f"{p}.commission.commission_rates")
+            rate = rates.get("rate")
             out.append(
                 StakingValidator(
                     operator_address=_text(item.get("operator_address"), f"{p}.operator_address", 128),
@@ -67,7 +102,9 @@ def decode_staking_validators(body: str | bytes) -> StakingPage:
                     pubkey=_text(key.get("key"), f"{p}.consensus_pubkey.key", 128),
                     moniker=_text(description.get("moniker"), f"{p}.description.moniker", 128),
                     jailed=jailed if isinstance(jailed, bool) else False,
-                    status=_text(item.get("status"), f"{p}.status", 64),
+                    status=BOND_STATUS.get(_text(item.get("status"), f"{p}.status", 64), "unknown"),
+                    tokens=tokens(item.get("tokens") or "0", f"{p}.tokens"),
+                    commission=None if rate is None else decimal(rate, f"{p}.commission", lo=Decimal(0), hi=Decimal(1)),
                 )
             )
         pagination = f.obj(doc.get("pagination") or {}, "pagination")

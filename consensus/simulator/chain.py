@@ -38,6 +38,7 @@ from consensus.protocol import (
 from consensus.protocol.headers import header_hash
 
 from .scenario import Scenario
+from .slashing import SlashingBook
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,7 @@ class SimChain:
         self._in_flight: list[tuple[datetime, Vote]] = []
         self._turns: dict[int, int] = {}  # genesis index -> proposal turns so far
         self._positions: tuple[int, dict[str, int]] = (0, {})
+        self.slashing = SlashingBook(self.scenario.slashing)
 
     # --- validator sets ---
 
@@ -411,6 +413,8 @@ class SimChain:
     KEEP_BLOCKS = 50_000
 
     def commit_block(self, record: BlockRecord) -> None:
+        if record.height > self.latest_height:
+            self.slashing.record(record)
         self.blocks[record.height] = record
         self.latest_height = max(self.latest_height, record.height)
         self.blocks.pop(record.height - self.KEEP_BLOCKS, None)

@@ -94,6 +94,17 @@ class EmptyBlocks:
     start: int = 1
 
 
+@dataclass(frozen=True)
+class Slashing:
+    """The chain's downtime rule, served by the simulator's REST API: of every `window` blocks a
+    validator must sign `min_signed`, or it is jailed for `jail_seconds` (the simulator then
+    unjails it once that time has passed and it signs again, as its operator would)."""
+
+    window: int = 100
+    min_signed: float = 0.5
+    jail_seconds: float = 600.0
+
+
 @dataclass
 class Scenario:
     offline: list[Window] = field(default_factory=list)
@@ -105,6 +116,8 @@ class Scenario:
     late_votes: list[LateVotes] = field(default_factory=list)
     failed_proposals: list[FailedProposals] = field(default_factory=list)
     empty_blocks: list[EmptyBlocks] = field(default_factory=list)
+    slashing: Slashing = field(default_factory=Slashing)
+    monikers: dict[int, str] = field(default_factory=dict)  # genesis index -> moniker (default: sim-validator-<i>)
     # Connection-level trouble, applied by every node of the chain.
     drop_connections_every: float = 0.0  # seconds; 0 = never
     malformed_every: int = 0  # every Nth event frame is followed by a malformed one; 0 = never
@@ -152,6 +165,8 @@ class Scenario:
             late_votes=[LateVotes(**w) for w in doc.get("late_votes", [])],
             failed_proposals=[FailedProposals(**f) for f in doc.get("failed_proposals", [])],
             empty_blocks=[EmptyBlocks(**e) for e in doc.get("empty_blocks", [])],
+            slashing=Slashing(**doc.get("slashing", {})),
+            monikers={int(k): str(v) for k, v in doc.get("monikers", {}).items()},
             drop_connections_every=float(doc.get("drop_connections_every", 0)),
             malformed_every=int(doc.get("malformed_every", 0)),
         )
@@ -163,13 +178,16 @@ def demo() -> Scenario:
     Validator 2 drops out for 12 heights in every 60 (from height 15) and comes back; while it is
     out, the heights it should propose take two rounds. Validator 3 votes nil now and then.
     Validator 0's votes arrive later and later (300 ms growing to 800 ms over 60 heights from height
-    10, again every 120): a slow-validator alert within two minutes.
+    10, again every 120): a slow-validator alert within two minutes. The chain's downtime rule is
+    strict (10 misses allowed in 20 blocks): validator 2's jail risk climbs while it is out, and its
+    eleventh miss in a row jails it, until it is back and the jail time has passed.
     """
     return Scenario(
         offline=[Window(validator=2, start=15, end=26, every=60)],
         nil_votes=[Window(validator=3, start=40, end=41, every=60)],
         late_precommits=[Window(validator=1, start=7, end=7, every=10)],
         late_votes=[LateVotes(validator=0, start=10, end=70, from_ms=300, to_ms=800, every=120)],
+        slashing=Slashing(window=20, min_signed=0.5, jail_seconds=20),
     )
 
 

@@ -20,6 +20,7 @@ from consensus.protocol import encode
 
 from .chain import Emission, SimChain
 from .http import HTTPRoutes
+from .rest import RESTRoutes
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ class Connection:
             return False
 
 
-class SimNode(HTTPRoutes):
+class SimNode(HTTPRoutes, RESTRoutes):
     def __init__(
         self,
         chain: SimChain,
@@ -171,6 +172,7 @@ class SimNode(HTTPRoutes):
         app.router.add_get("/blockchain", self.blockchain)
         app.router.add_get("/commit", self.commit)
         app.router.add_get("/health", self.health)
+        self.add_rest_routes(app)
         return app
 
     async def start(self) -> None:

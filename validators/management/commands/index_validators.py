@@ -16,6 +16,7 @@ from common.cli import CtopCommand, parse_duration
 from common.commands import require_database, stop_on_signals, wait_for_database
 from consensus.networks import chain_watch, wait_for_chains
 from validators.runner import IndexerRunner
+from validators.status import parse_rest_urls, with_rest_urls
 
 
 class Command(CtopCommand):
@@ -41,6 +42,22 @@ class Command(CtopCommand):
             default=None,
             help="Accepted for the original's syntax; set DATABASE_URL instead.",
         )
+        parser.add_argument(
+            "--status-frequency",
+            dest="status_frequency",
+            type=parse_duration,
+            default=None,
+            help="How often to read validator status and jail-risk counters from the REST API (default: the poll"
+            " frequency).",
+        )
+        parser.add_argument(
+            "--rest",
+            action="append",
+            default=[],
+            metavar="NAME=URL",
+            help="A chain's Cosmos SDK REST API (status, monikers, jail risk), e.g. cosmoshub=https://lcd.example;"
+            " repeatable. Sets the chain's rest_url (also editable in the admin).",
+        )
         parser.add_argument("--once", action="store_true", help="One pass over every chain, then exit.")
         metrics.add_arguments(parser)
 
@@ -51,12 +68,21 @@ class Command(CtopCommand):
             )
         watch = chain_watch(opts["networks"], with_urls="://" in opts["networks"])
         interval = opts["poll_frequency"].total_seconds()
+        status_interval = opts["status_frequency"].total_seconds() if opts["status_frequency"] else None
+        try:
+            rest = parse_rest_urls(opts["rest"])
+        except ValueError as exc:
+            raise CommandError(str(exc), returncode=2) from None
+
+        def chains() -> list:
+            return with_rest_urls(watch.current(), rest)
+
         if opts["once"]:
             require_database()
-            chains = watch.current()
-            if not chains:
+            once = chains()
+            if not once:
                 raise CommandError(f"no chains to index ({watch.describe()})", returncode=1)
-            failures = IndexerRunner(lambda: chains, interval=interval).run_once()
+            failures = IndexerRunner(lambda: once, interval=interval).run_once()
             if failures:
                 raise CommandError(f"{failures} chain(s) could not be indexed (see the log)", returncode=1)
             return
@@ -66,6 +92,6 @@ class Command(CtopCommand):
         metrics.serve("index_validators", later, opts["metrics_port"], opts["metrics_host"])
         if not wait_for_database(stop) or not wait_for_chains(watch, stop):
             return
-        runner = IndexerRunner(watch.current, interval=interval)
+        runner = IndexerRunner(chains, interval=interval, status_interval=status_interval)
         later.source = runner
         runner.run(stop)
