@@ -77,16 +77,19 @@ def _own_misses(chain_id: int, lo: int, hi: int, validator_ids: list[int]) -> tu
 
 
 def _block_seconds(chain_id: int, latest: int) -> float | None:
-    """The chain's recent block time, from the first rounds ctop stored RATE_HEIGHTS apart."""
+    """The chain's recent block time: from the first stored height of the last RATE_HEIGHTS to
+    `latest` (two probes of the rounds' natural key)."""
     with connection.cursor() as cur:
         cur.execute(
-            "SELECT height, started_at FROM consensus_round WHERE chain_id = %s AND height IN (%s, %s) AND round = 0",
-            [chain_id, latest - RATE_HEIGHTS, latest],
+            "(SELECT height, started_at FROM consensus_round WHERE chain_id = %s AND height >= %s AND round = 0"
+            " ORDER BY height LIMIT 1) UNION ALL (SELECT height, started_at FROM consensus_round"
+            " WHERE chain_id = %s AND height = %s AND round = 0)",
+            [chain_id, latest - RATE_HEIGHTS, chain_id, latest],
         )
-        rows = dict(cur.fetchall())
-    if len(rows) < 2:
+        rows = cur.fetchall()
+    if len(rows) < 2 or rows[1][0] <= rows[0][0]:
         return None
-    return max(0.0, (rows[latest] - rows[latest - RATE_HEIGHTS]).total_seconds() / RATE_HEIGHTS) or None
+    return (rows[1][1] - rows[0][1]).total_seconds() / (rows[1][0] - rows[0][0]) or None
 
 
 def jail_risks(chain: Chain, validator_ids: list[int], latest_judged: int | None) -> dict[int, JailRisk]:
