@@ -40,6 +40,27 @@ def test_bech32_addresses_round_trip_and_a_bad_checksum_is_refused():
     assert bech32_address("x" * 500) is None
 
 
+def test_real_rest_replies_of_a_cosmos_sdk_node_decode_and_agree():
+    """The localnet's own replies: every signing info's bech32 address is the address CometBFT
+    derives from a staking validator's consensus key."""
+    from consensus.protocol.rest import ED25519, decode_staking_validators
+    from consensus.protocol.slashing import decode_signing_infos
+
+    from .protocol_fixtures import http as text
+
+    validators = decode_staking_validators(text("rest_staking_validators.json")).validators
+    assert len(validators) == 4 and all(v.pubkey_type == ED25519 for v in validators)
+    assert {v.status for v in validators} == {"bonded"} and all(v.tokens == 10**21 for v in validators)
+    assert sorted(v.moniker for v in validators) == ["val0", "val1", "val2", "val3"]
+    assert {v.commission for v in validators} == {Decimal("0.1")}
+    derived = {address_of("tendermint/PubKeyEd25519", v.pubkey) for v in validators}
+    infos = decode_signing_infos(text("rest_signing_infos.json")).infos
+    assert {i.address for i in infos} == derived
+    assert all(i.jailed_until is None and not i.tombstoned for i in infos)
+    params = decode_slashing_params(text("rest_slashing_params.json"))
+    assert (params.signed_blocks_window, params.allowed_misses, params.downtime_jail_seconds) == (100_000, 50_000, 600)
+
+
 def test_the_allowance_is_the_sdks_rounding_of_the_window():
     def params(window: int, share: str):
         return decode_slashing_params(

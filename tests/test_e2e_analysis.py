@@ -3,16 +3,22 @@ verdicts -> alerts, while validators are stopped and started for real."""
 
 from __future__ import annotations
 
+import json
+import urllib.request
+
 import pytest
 
-from analysis import blocks, latency
+from analysis import blocks, chainstatus, latency
 from analysis.models import Alert, AlertKind, AlertSettings, HeightHistory, HeightVerdict, ValidatorVerdict
 from analysis.runner import MissingVoteAnalyzer
 from consensus.ingest import StreamConsumer
 from consensus.models import Block, Chain, Endpoint
+from consensus.protocol.keys import bech32_address
 from consensus.rpc import RPCClient
 from consensus.subscriber import ChainTarget
 from validators.indexer import ChainIndexer
+from validators.models import ValidatorStatus
+from validators.status import refresh_status
 
 from .subscriberhelpers import running, wait_until
 
@@ -48,6 +54,30 @@ def measure_latency_and_blocks(chain, localnet, after) -> None:
         real = rpc.block(b.height)
         assert (b.proposer.address, b.time, b.txs) == (real.proposer_address, real.time, 0)
     assert not open_alerts(chain, AlertKind.EMPTY_BLOCKS)
+
+
+def chain_counter_follows_the_outage(chain, localnet, validator, after) -> None:
+    """The chain's own word on the outage: its slashing module's missed-blocks counter, read by
+    ctop through the node's REST API, counts the heights the stopped validator missed, and ctop's
+    own count of missed commit signatures over the same window agrees with it (within the heights
+    around the stop and the restart, where a vote can reach ctop's node and miss the commit or the
+    reverse). The jail-risk figure is that counter against the chain's allowance."""
+    chain.rest_url = localnet.nodes[1].rest_url
+    chain.save()
+    refresh_status(chain)
+    with urllib.request.urlopen(f"{chain.rest_url}/cosmos/slashing/v1beta1/signing_infos", timeout=5) as r:  # noqa: S310
+        infos = {bech32_address(i["address"]): int(i["missed_blocks_counter"]) for i in json.load(r)["info"]}
+    status = ValidatorStatus.objects.get(validator=validator)
+    assert status.missed_blocks_counter == infos[validator.address] >= 3
+    assert (status.bond_status, status.jailed) == ("bonded", False)  # the localnet's window never jails
+    latest = HeightVerdict.objects.filter(chain=chain).order_by("-height").values_list("height", flat=True)[0]
+    risk = chainstatus.jail_risks(chain, [validator.pk], latest)[validator.pk]
+    print(
+        f"chain's missed-blocks counter {risk.counter} of {risk.allowance} allowed; ctop counted {risk.ctop_missed}"
+        f" missed commit signatures in the {risk.ctop_heights} heights it judged"
+    )
+    assert risk.counter == status.missed_blocks_counter and risk.allowance == 50_000
+    assert abs(risk.ctop_missed - risk.counter) <= 2
 
 
 @pytest.mark.django_db(transaction=True)
@@ -132,6 +162,7 @@ def test_a_stopped_validator_is_alerted_then_resolved_and_a_halt_is_alerted(loca
         )
         resolved = Alert.objects.get(pk=alerts[0].pk)
         assert resolved.resolved_at is not None and "signed the last 3 heights" in resolved.details["resolution"]
+        chain_counter_follows_the_outage(chain, localnet, alerts[0].validator, after)
 
         # 4. Two of four stop: half the power is gone, the chain halts; ctop says so.
         localnet.stop_node(2)

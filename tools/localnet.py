@@ -66,10 +66,15 @@ class Node:
     p2p_port: int
     node_id: str = ""
     address: str = ""  # consensus address, hex
+    api_port: int = 0  # the Cosmos SDK REST API (LCD); 0 in a state file from before it was enabled
 
     @property
     def rpc_url(self) -> str:
         return f"http://127.0.0.1:{self.rpc_port}"
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
 
     @property
     def pid_file(self) -> Path:
@@ -120,6 +125,7 @@ class Localnet:
                 "p2p_port": n.p2p_port,
                 "node_id": n.node_id,
                 "address": n.address,
+                "api_port": n.api_port,
             }
             for n in self.nodes
         ]
@@ -140,8 +146,11 @@ class Localnet:
         if self.root.exists():
             shutil.rmtree(self.root)
         self.tmp.mkdir(parents=True)
-        ports = free_ports(self.n * 2)
-        self.nodes = [Node(i, self.root / f"val{i}", ports[2 * i], ports[2 * i + 1]) for i in range(self.n)]
+        ports = free_ports(self.n * 3)
+        self.nodes = [
+            Node(i, self.root / f"val{i}", ports[3 * i], ports[3 * i + 1], api_port=ports[3 * i + 2])
+            for i in range(self.n)
+        ]
         accounts = []
         for node in self.nodes:
             self._run("init", f"val{node.index}", "--chain-id", CHAIN_ID, home=node.home)
@@ -218,7 +227,13 @@ class Localnet:
             stripped = line.strip()
             if stripped.startswith("["):
                 section = stripped
-            if stripped.startswith("enable =") and section in ("[api]", "[grpc]", "[grpc-web]", "[json-rpc]"):
+            # The REST API (staking and slashing, for ctop's validator status) on a port of its own;
+            # gRPC, gRPC-web and the EVM JSON-RPC off (their default ports would collide).
+            if stripped.startswith("enable =") and section == "[api]":
+                line = "enable = true"
+            elif stripped.startswith("address =") and section == "[api]":
+                line = f'address = "tcp://127.0.0.1:{node.api_port}"'
+            elif stripped.startswith("enable =") and section in ("[grpc]", "[grpc-web]", "[json-rpc]"):
                 line = "enable = false"
             lines.append(line)
         app.write_text("\n".join(lines) + "\n")
