@@ -61,7 +61,7 @@ def test_transient_failures_retry_permanent_ones_stop(chain, receiver, caplog):
     n = Notification.objects.get(channel=flaky)
     assert (n.status, n.attempts) == ("pending", 1)
     assert send_due(now + timedelta(seconds=10)) == 1  # the backoff has passed
-    assert receiver.requests[-1][1]["text"].startswith("[ctop CRITICAL] testnet: halt risk")
+    assert receiver.requests[-1][1]["text"].startswith("[ctop CRITICAL] halt risk on testnet")
     # A permanent failure (4xx): recorded on the channel, not retried.
     NotificationChannel.objects.filter(pk=flaky.pk).update(enabled=False)
     broken = channel(ChannelKind.DISCORD, receiver.url + "/discord/BADTOKEN")
@@ -100,7 +100,7 @@ def test_telegram_message(chain, receiver):
     raise_or_update(chain, AlertKind.STALLED, None, now=timezone.now(), severity=Severity.CRITICAL, summary="stalled")
     send_due()
     path, body = receiver.requests[0]
-    assert path == "/bot123:ABC/sendMessage" and "stalled" in body["text"]
+    assert path == "/bot123:ABC/sendMessage" and "stalled" in body["text"] and body["parse_mode"] == "HTML"
     assert body["chat_id"] == "-100200300"  # the chat id, never a piece of the token
 
 
@@ -115,7 +115,7 @@ def test_email_has_the_documented_shape(chain, settings):
     assert send_due() == 1
     (message,) = mail.outbox
     assert (message.from_email, message.to) == ("ctop@example.com", ["ops@example.com"])
-    assert message.subject == "[ctop CRITICAL] testnet: stuck"
+    assert message.subject == "[ctop CRITICAL] stalled chain on testnet"
     assert message.body.splitlines()[0] == message.subject and "kind: stalled" in message.body
     assert "chain: testnet" in message.body and "{" not in message.body  # text, not a Python dict
 
@@ -137,11 +137,13 @@ def test_a_channel_limited_to_a_chain_gets_only_that_chain(chain, receiver):
 @pytest.mark.django_db
 def test_discord_payload_has_the_documented_shape(chain, receiver):
     # https://discord.com/developers/docs/resources/webhook#execute-webhook: content (<= 2000
-    # characters) and allowed_mentions; nothing else is needed, nothing unknown is sent.
+    # characters), embeds (a description <= 4096) and allowed_mentions; nothing unknown is sent.
     channel(ChannelKind.DISCORD, receiver.url + "/api/webhooks/1/token")
     raise_or_update(chain, AlertKind.STALLED, None, now=timezone.now(), severity=Severity.CRITICAL, summary="x" * 3000)
     send_due()
     ((path, body),) = receiver.requests
-    assert path == "/api/webhooks/1/token" and set(body) == {"content", "allowed_mentions"}
+    assert path == "/api/webhooks/1/token" and set(body) == {"content", "embeds", "allowed_mentions"}
     assert isinstance(body["content"], str) and 0 < len(body["content"]) <= 2000
+    (embed,) = body["embeds"]
+    assert 0 < len(embed["description"]) <= 4096 and len(embed["title"]) <= 256
     assert body["allowed_mentions"] == {"parse": []}
