@@ -26,18 +26,19 @@ def missed_votes_severity(missed_heights: int, jail_risk_share: float | None, se
     return Severity.WARNING
 
 
-def missed_since(chain_id: int, since: dict[int, int]) -> dict[int, int]:
-    """validator id -> heights it missed at or above its own start height, in one query. Heights ctop
-    knew nothing about for it (all votes unknown) are not misses, as in the rule."""
+def missed_since(chain_id: int, since: dict[int, int]) -> dict[int, tuple[int, int]]:
+    """validator id -> (how many heights it missed at or above its own start height, the last of
+    them), in one query. Heights ctop knew nothing about for it (all votes unknown) are not misses,
+    as in the rule."""
     if not since:
         return {}
     vids, heights = zip(*since.items(), strict=True)
     with connection.cursor() as cur:
         # The (validator, -height) index serves each validator's range.
         cur.execute(
-            "SELECT v.validator_id, count(*) FROM unnest(%s::int[], %s::bigint[]) s(vid, since)"
+            "SELECT v.validator_id, count(*), max(v.height) FROM unnest(%s::int[], %s::bigint[]) s(vid, since)"
             " JOIN analysis_validatorverdict v ON v.chain_id = %s AND v.validator_id = s.vid AND v.height >= s.since"
             " WHERE v.missed AND translate(v.prevotes || v.precommits, %s, '') <> '' GROUP BY v.validator_id",
             [list(vids), list(heights), chain_id, UNKNOWN],
         )
-        return dict(cur.fetchall())
+        return {vid: (count, last) for vid, count, last in cur.fetchall()}

@@ -64,6 +64,7 @@ class Message:
     first_height: int | None
     last_height: int | None
     since_height: int | None  # missed votes: the first height misses are counted from
+    last_missed: int | None  # ...and the last height missed
     missed: int | None  # missed votes: heights missed since the alert opened
     lasted: timedelta | None  # resolved: how long the alert lasted
     note: str  # resolved: why
@@ -112,7 +113,7 @@ class Message:
     def heights(self) -> str:
         """`heights 101-125: 25 missed` for missed votes; the heights involved for other kinds."""
         if self.missed is not None and self.since_height is not None:
-            last = self.last_height if self.last_height is not None else self.since_height
+            last = self.last_missed if self.last_missed is not None else self.since_height
             span = f"height {last}" if last == self.since_height else f"heights {self.since_height}-{last}"
             return f"{span}: {self.missed} missed"
         first, last = self.first_height, self.last_height
@@ -149,6 +150,7 @@ def compose(alert: Alert, event: str, severity: int | None = None) -> Message:
         first_height=alert.first_height,
         last_height=alert.last_height,
         since_height=details.get("since_height") if counted else None,
+        last_missed=details.get("last_missed", alert.last_height) if counted else None,
         missed=details["missed"] if counted else None,
         lasted=alert.resolved_at - alert.opened_at if resolved else None,
         note=one_line(details.get("resolution", ""), 200) if resolved else "",

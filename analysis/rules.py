@@ -192,7 +192,8 @@ def missed_votes(chain: Chain, settings: AlertSettings, open_alerts: OpenAlerts,
     last `window` heights it was judged on. Resolves after `resolve_after` fully signed heights in a
     row. Heights ctop knows nothing about for a validator (all unknown) are skipped: they neither
     count as misses nor as signed. More than `max_validator_alerts` validators at once is one
-    network-wide alert, not a flood of them."""
+    network-wide alert, not a flood of them. An alert opens as a warning and escalates with the
+    heights missed since it opened (analysis.escalation)."""
     if latest is None:
         return [], []
     depth = max(settings.window, settings.resolve_after, settings.consecutive_misses)
@@ -242,7 +243,7 @@ def missed_votes(chain: Chain, settings: AlertSettings, open_alerts: OpenAlerts,
         network = network if network is not None else _missed_per_height(chain, latest - depth)
         wide = any(missed * 3 > size for missed, size in (network.get(h, (0, 1)) for h in heights))
         scope = "network-wide" if wide else "solo"
-        missed = max(counts.get(vid, 0), len(heights))
+        missed = max(counts.get(vid, (0, 0))[0], len(heights))
         findings.append(
             Finding(
                 AlertKind.MISSED_VOTES,
@@ -255,13 +256,18 @@ def missed_votes(chain: Chain, settings: AlertSettings, open_alerts: OpenAlerts,
                     "scope": scope,
                     "since_height": starts.get(vid, min(heights)),
                     "missed": missed,
+                    "last_missed": heights[0],
                     "latest": newest,
                 },
             )
         )
     for vid in resolving:
         note = f"signed the last {settings.resolve_after} heights"
-        clears.append(Clear(AlertKind.MISSED_VOTES, vid, note, details={"missed": counts.get(vid, 0)}))
+        if vid in counts:  # what its resolve message says: the misses since it opened, the last of them
+            missed, last = counts[vid]
+            clears.append(Clear(AlertKind.MISSED_VOTES, vid, note, details={"missed": missed, "last_missed": last}))
+        else:
+            clears.append(Clear(AlertKind.MISSED_VOTES, vid, note))
     return _capped(findings, clears, settings, open_alerts, latest)
 
 
