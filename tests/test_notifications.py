@@ -84,14 +84,23 @@ def test_pagerduty_trigger_and_resolve_share_a_dedup_key_and_filters_apply(chain
     quiet = channel(ChannelKind.WEBHOOK, receiver.url + "/critical-only", min_severity=Severity.CRITICAL)
     now = timezone.now()
     raise_or_update(chain, AlertKind.MISSED_VOTES, None, now=now, severity=Severity.WARNING, summary="missed")
+    send_due()
+    assert not Notification.objects.filter(channel=quiet).exists()  # below its minimum severity
+    raise_or_update(chain, AlertKind.MISSED_VOTES, None, now=now, severity=Severity.CRITICAL, summary="missed")
     resolve(chain, AlertKind.MISSED_VOTES, None, now=now)
     send_due()
-    actions = [
-        (b["event_action"], b["dedup_key"], b["routing_key"]) for p, b in receiver.requests if p == "/v2/enqueue"
+    sent = [b for p, b in receiver.requests if p == "/v2/enqueue"]
+    # The escalation triggers again under the same dedup key: PagerDuty adds it to the same incident.
+    assert [(b["event_action"], b["payload"]["severity"]) for b in sent] == [
+        ("trigger", "warning"),
+        ("trigger", "critical"),
+        ("resolve", "critical"),
     ]
-    assert [a for a, _, _ in actions] == ["trigger", "resolve"]
-    assert actions[0][1] == actions[1][1] and actions[0][2] == "routing-key-1"
-    assert not Notification.objects.filter(channel=quiet).exists()  # below its minimum severity
+    assert {b["dedup_key"] for b in sent} == {sent[0]["dedup_key"]} and sent[0]["routing_key"] == "routing-key-1"
+    assert list(Notification.objects.filter(channel=quiet).values_list("event", flat=True).order_by("id")) == [
+        "escalated",
+        "resolved",
+    ]
 
 
 @pytest.mark.django_db
@@ -118,6 +127,7 @@ def test_email_has_the_documented_shape(chain, settings):
     assert message.subject == "[ctop CRITICAL] stalled chain on testnet"
     assert message.body.splitlines()[0] == message.subject and "kind: stalled" in message.body
     assert "chain: testnet" in message.body and "{" not in message.body  # text, not a Python dict
+    assert "url:" not in message.body and "/alerts/" not in message.body  # no CTOP_BASE_URL: no link
 
 
 @pytest.mark.django_db
