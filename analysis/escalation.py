@@ -4,8 +4,9 @@ the alert opened, or has used `critical_jail_risk` of the misses its chain's sla
 whichever comes first. Each step up is one notification (analysis.lifecycle).
 
 The decision is a pure function of its inputs, so a further trigger is one more argument. The jail
-risk is such an input: ctop does not know it yet (it needs the chain's slashing parameters), and the
-rule passes None, which never escalates.
+risk is such an input: ctop does not know it yet (it needs the chain's slashing parameters), so
+analysis.alerts calls the rule without it (rules.missed_votes(..., jail_risk=None)) and an unknown
+risk never escalates. Whoever computes it passes {validator id: share} there.
 """
 
 from __future__ import annotations

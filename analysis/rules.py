@@ -10,6 +10,7 @@ while ctop itself was down, blind or catching up is a monitoring gap, never a st
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -187,13 +188,20 @@ def halt_risk(chain: Chain, settings: AlertSettings, now: datetime, latest: Late
     return [], []
 
 
-def missed_votes(chain: Chain, settings: AlertSettings, open_alerts: OpenAlerts, latest: int | None) -> Result:
+def missed_votes(
+    chain: Chain,
+    settings: AlertSettings,
+    open_alerts: OpenAlerts,
+    latest: int | None,
+    jail_risk: Mapping[int, float] | None = None,
+) -> Result:
     """A validator missed votes in `consecutive_misses` heights in a row, or in `window_misses` of the
     last `window` heights it was judged on. Resolves after `resolve_after` fully signed heights in a
     row. Heights ctop knows nothing about for a validator (all unknown) are skipped: they neither
     count as misses nor as signed. More than `max_validator_alerts` validators at once is one
     network-wide alert, not a flood of them. An alert opens as a warning and escalates with the
-    heights missed since it opened (analysis.escalation)."""
+    heights missed since it opened, or with its jail risk (validator id -> share of the slashing
+    window's allowed misses used; None or absent: unknown), see analysis.escalation."""
     if latest is None:
         return [], []
     depth = max(settings.window, settings.resolve_after, settings.consecutive_misses)
@@ -248,7 +256,7 @@ def missed_votes(chain: Chain, settings: AlertSettings, open_alerts: OpenAlerts,
             Finding(
                 AlertKind.MISSED_VOTES,
                 vid,
-                missed_votes_severity(missed, None, settings),  # None: ctop does not know jail risk yet
+                missed_votes_severity(missed, (jail_risk or {}).get(vid), settings),
                 f"missed votes in {len(heights)} of the last {judged} heights ({consecutive} in a row, {scope})",
                 heights[0],
                 {

@@ -58,6 +58,26 @@ def test_the_escalation_decision_takes_missed_heights_and_a_jail_risk():
     assert missed_votes_severity(10_000, 1.0, off) == Severity.WARNING
 
 
+@pytest.mark.django_db
+def test_the_rule_escalates_on_a_jail_risk_when_one_is_given(net):
+    from analysis import rules
+    from analysis.models import HeightVerdict
+
+    from .analysishelpers import vid
+
+    all_up(net, [98, 99])
+    d_down(net, range(100, 103))
+    analyze(net)
+    alert = Alert.objects.get(kind=AlertKind.MISSED_VOTES, is_open=True)
+    open_alerts = {(alert.kind, alert.validator_id): alert}
+    latest = HeightVerdict.objects.filter(chain=net).order_by("-height").values_list("height", flat=True)[0]
+    s = AlertSettings(chain=net)
+    d = vid(net, D)
+    for risk, severity in ((None, Severity.WARNING), ({d: 0.2}, Severity.WARNING), ({d: 0.6}, Severity.CRITICAL)):
+        (finding,), _ = rules.missed_votes(net, s, open_alerts, latest, jail_risk=risk)
+        assert (finding.validator_id, finding.details["missed"], finding.severity) == (d, 2, severity)
+
+
 def analyze(chain) -> None:
     MissingVoteAnalyzer([chain], fetch_sets=False, fetch_commits=False).run_once()
 
