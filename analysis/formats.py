@@ -38,6 +38,17 @@ def slack_text(value: str) -> str:
     return break_mentions(value.translate(_SLACK_SPECIAL))
 
 
+def slack_cut(value: str, limit: int) -> str:
+    """`value` escaped for Slack in at most `limit` characters, cut before escaping so no `&lt;`
+    is split in half."""
+    out = slack_text(value)
+    keep = len(value)
+    while len(out) > limit and keep > 0:
+        keep -= max(1, (len(out) - limit) // 5)  # an escape is at most 5 characters
+        out = slack_text(value[:keep]).rstrip() + "…"
+    return out
+
+
 def discord_text(value: str) -> str:
     return break_mentions(_DISCORD_SPECIAL.sub(r"\\\1", value))
 
@@ -50,7 +61,7 @@ def slack(m: Message) -> dict:
     body_lines = [m.detail, m.heights]
     blocks: list[dict] = [
         # A header holds at most 150 characters of plain text.
-        {"type": "header", "text": {"type": "plain_text", "text": slack_text(m.subject)[:150]}},
+        {"type": "header", "text": {"type": "plain_text", "text": slack_cut(m.subject, 150)}},
         {"type": "section", "text": {"type": "plain_text", "text": slack_text("\n".join(filter(None, body_lines)))}},
     ]
     if m.link:

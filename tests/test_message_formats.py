@@ -109,6 +109,14 @@ def test_discord_embed_escapes_markdown_and_allows_no_mention(open_evil, receive
         assert moniker in text and "*bold*" not in text and "@everyone" not in text
 
 
+def test_a_long_slack_header_is_cut_between_escapes():
+    from analysis.formats import slack_cut
+
+    cut = slack_cut("<" * 200, 150)
+    assert len(cut) <= 150 and cut.endswith("&lt;…") and cut.count("&lt;") == (len(cut) - 1) // 4
+    assert slack_cut("short & sweet", 150) == "short &amp; sweet"
+
+
 class Tags(HTMLParser):
     def __init__(self) -> None:
         super().__init__()
