@@ -66,6 +66,7 @@ class AlertSettingsAdmin(admin.ModelAdmin):
         "stall_after_seconds",
         "halt_after_seconds",
         "grace_seconds",
+        "critical_missed_heights",
     ]
 
 
@@ -178,7 +179,7 @@ class NotificationChannelAdmin(admin.ModelAdmin):
 
 @admin.register(Notification)
 class NotificationAdmin(ReadOnlyEventAdmin):
-    list_display = ["alert", "channel", "event", "status", "attempts", "sent_at", "error"]
+    list_display = ["alert", "channel", "event", "severity", "status", "attempts", "sent_at", "error"]
     list_filter = ["status", "event", "channel"]
     list_select_related = ["alert", "channel"]
     ordering = ["-id"]

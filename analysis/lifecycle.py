@@ -5,7 +5,9 @@ An alert opens once when its condition starts, is updated while it lasts, and re
 ends. A partial unique constraint on open alerts makes a restart or a second analyzer harmless:
 whoever comes second updates the open alert instead of duplicating it. Conditions that flap (ctop
 blind, a stalled chain) resolve only after staying clear for the chain's cool-down, so ten flips
-make one alert and two messages, not ten alerts and twenty.
+make one alert and two messages, not ten alerts and twenty. An alert whose severity rises while it
+lasts (a missed-votes alert reaching its critical threshold) is escalated: one more message per
+step up, never a second one for the same state (analysis.models.Notification).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class Clear:
     validator_id: int | None
     note: str
     cooldown: float = 0.0  # seconds it must stay clear before the alert resolves
+    details: dict = field(default_factory=dict)  # merged into the alert's details when it resolves
 
 
 def raise_or_update(
@@ -66,6 +69,7 @@ def raise_or_update(
         else:
             alert = Alert.objects.filter(chain=chain, kind=kind, validator_id=validator_id, is_open=True).first()
         if alert is not None:
+            escalated = severity > alert.severity
             alert.count += 1
             alert.updated_at = now
             alert.severity = max(alert.severity, severity)
@@ -74,7 +78,12 @@ def raise_or_update(
             merged = {**alert.details, **(details or {})}
             merged.pop("clear_since", None)  # it holds again: a cool-down under way starts over
             alert.details = merged
-            alert.save()
+            # The new severity and its message together: a crash between the two cannot lose the
+            # escalation (the next tick sees the old severity and escalates again).
+            with transaction.atomic():
+                alert.save()
+                if escalated:
+                    enqueue(alert, NotificationEvent.ESCALATED)
             return alert
         try:
             with transaction.atomic():
@@ -106,6 +115,7 @@ def resolve(
     *,
     now: datetime,
     note: str = "",
+    details: dict | None = None,
     open_alerts: OpenAlerts | None = None,
 ) -> Alert | None:
     if open_alerts is not None:
@@ -116,12 +126,13 @@ def resolve(
         return None
     alert.is_open = False
     alert.resolved_at = alert.updated_at = now
-    details = {k: v for k, v in alert.details.items() if k != "clear_since"}
+    merged = {k: v for k, v in {**alert.details, **(details or {})}.items() if k != "clear_since"}
     if note:
-        details["resolution"] = one_line(note, 255)
-    alert.details = details
-    alert.save()
-    enqueue(alert, NotificationEvent.RESOLVED)
+        merged["resolution"] = one_line(note, 255)
+    alert.details = merged
+    with transaction.atomic():
+        alert.save()
+        enqueue(alert, NotificationEvent.RESOLVED)
     return alert
 
 
@@ -151,4 +162,4 @@ def apply(chain: Chain, now: datetime, findings: list[Finding], clears: list[Cle
                 continue
             if (now - datetime.fromisoformat(since)).total_seconds() < c.cooldown:
                 continue
-        resolve(chain, c.kind, c.validator_id, now=now, note=c.note, open_alerts=open_alerts)
+        resolve(chain, c.kind, c.validator_id, now=now, note=c.note, details=c.details, open_alerts=open_alerts)

@@ -276,6 +276,18 @@ class AlertSettings(models.Model):
         help_text="Empty blocks: a validator's latest N blocks in a row carried no transactions, and the other "
         "proposers' blocks carry some so often that this is not chance (0: off).",
     )
+    # Escalation of a missed-votes alert while it lasts (analysis.escalation): each step up is one
+    # notification.
+    critical_missed_heights = models.PositiveIntegerField(
+        default=25,
+        help_text="Missed votes: critical once the validator has missed this many heights since the alert "
+        "opened (0: never by count).",
+    )
+    critical_jail_risk = models.FloatField(
+        default=0.5,
+        help_text="Missed votes: critical once this share of the misses the chain's slashing window allows "
+        "is used (0: never; applies where ctop knows a validator's jail risk).",
+    )
 
     # The chain's own status (analysis.chainstatus).
     jail_risk_warning = models.FloatField(
@@ -337,6 +349,7 @@ class NotificationChannel(models.Model):
 
 class NotificationEvent(models.TextChoices):
     OPENED = "opened", "opened"
+    ESCALATED = "escalated", "escalated"
     RESOLVED = "resolved", "resolved"
 
 
@@ -347,11 +360,18 @@ class NotificationStatus(models.TextChoices):
 
 
 class Notification(models.Model):
-    """One message about one alert event (opened or resolved) to one channel: sent once."""
+    """One message about one alert event (opened, escalated or resolved) to one channel: sent once.
+
+    A channel never gets the same state of an alert twice: one "opened" and one "resolved" at most,
+    and each severity announced (by opening or by escalating) once. Both are database constraints,
+    so a restart or a second analyzer queueing the same event changes nothing."""
 
     alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="notifications")
     channel = models.ForeignKey(NotificationChannel, on_delete=models.CASCADE, related_name="notifications")
     event = models.CharField(max_length=16, choices=NotificationEvent.choices)
+    severity = models.SmallIntegerField(
+        choices=Severity.choices, default=Severity.WARNING, help_text="The alert's severity when queued."
+    )
     status = models.CharField(max_length=16, choices=NotificationStatus.choices, default=NotificationStatus.PENDING)
     attempts = models.SmallIntegerField(default=0)
     next_attempt_at = models.DateTimeField()
@@ -360,7 +380,16 @@ class Notification(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["alert", "channel", "event"], name="notification_once"),
+            models.UniqueConstraint(
+                fields=["alert", "channel", "event"],
+                condition=~Q(event="escalated"),
+                name="notification_once",
+            ),
+            models.UniqueConstraint(
+                fields=["alert", "channel", "severity"],
+                condition=~Q(event="resolved"),
+                name="notification_state_once",
+            ),
         ]
         indexes = [models.Index(fields=["status", "next_attempt_at"], name="notification_due")]
 

@@ -1,6 +1,8 @@
-"""Notifications: one message when an alert opens and one when it resolves, per matching channel.
+"""Notifications: one message when an alert opens, one each time it escalates and one when it
+resolves, per matching channel. What a message says is analysis.messages; how each channel kind
+shows it, analysis.formats.
 
-Queued as Notification rows (unique per alert, channel and event: never sent twice), delivered with
+Queued as Notification rows (a channel never gets the same state of an alert twice), delivered with
 retries and backoff for transient failures; a permanent failure (HTTP 4xx) is recorded on the
 channel and not retried. Whatever goes wrong while sending (a receiver that drips, a refused
 header, a bug) ends as a failed attempt of that notification, never as a crashed process. Every
@@ -13,7 +15,6 @@ a slow receiver delays neither verdicts nor the other channels.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -29,15 +30,10 @@ from common.backoff import exponential
 from common.pool import KeyedPool
 from common.text import one_line
 
-from .models import (
-    Alert,
-    ChannelKind,
-    Notification,
-    NotificationChannel,
-    NotificationEvent,
-    NotificationStatus,
-    Severity,
-)
+from . import formats
+from .formats import slack_text  # noqa: F401 (the name tests and callers have used)
+from .messages import Message, compose, payload
+from .models import Alert, ChannelKind, Notification, NotificationChannel, NotificationStatus
 
 log = logging.getLogger("ctop.notify")
 
@@ -54,7 +50,8 @@ class DeliveryError(Exception):
 
 
 def enqueue(alert: Alert, event: str) -> int:
-    """Queue `event` ("opened" or "resolved") of `alert` for every matching channel."""
+    """Queue `event` ("opened", "escalated" or "resolved") of `alert`, at its severity now, for every
+    matching channel."""
     channels = (
         NotificationChannel.objects.filter(enabled=True, min_severity__lte=alert.severity)
         .filter(Q(chains__isnull=True) | Q(chains=alert.chain_id))
@@ -64,53 +61,13 @@ def enqueue(alert: Alert, event: str) -> int:
     for channel in channels:
         try:
             with transaction.atomic():
-                Notification.objects.create(alert=alert, channel=channel, event=event, next_attempt_at=timezone.now())
+                Notification.objects.create(
+                    alert=alert, channel=channel, event=event, severity=alert.severity, next_attempt_at=timezone.now()
+                )
                 queued += 1
         except IntegrityError:
-            pass  # already queued (a restart, a second analyzer): never twice
+            pass  # this state already queued (a restart, a second analyzer): never twice
     return queued
-
-
-# --- what a message says ---
-
-
-def payload(alert: Alert, event: str) -> dict:
-    return {
-        "event": event,
-        "chain": alert.chain.name,
-        "kind": alert.kind,
-        "severity": alert.get_severity_display(),
-        "summary": one_line(alert.summary, 255),
-        "validator": alert.validator.address if alert.validator_id else None,
-        "first_height": alert.first_height,
-        "last_height": alert.last_height,
-        "opened_at": alert.opened_at.isoformat(),
-        "resolved_at": alert.resolved_at.isoformat() if alert.resolved_at else None,
-        "alert_id": alert.pk,
-    }
-
-
-def text(alert: Alert, event: str) -> str:
-    """One line: `[ctop CRITICAL] chain: summary` (the summary is already one bounded line)."""
-    mark = "RESOLVED" if event == NotificationEvent.RESOLVED else alert.get_severity_display().upper()
-    return one_line(f"[ctop {mark}] {alert.chain.name}: {alert.summary}", 400)
-
-
-def email_body(alert: Alert, event: str) -> str:
-    lines = [text(alert, event), ""]
-    for key, value in payload(alert, event).items():
-        if value is not None:
-            lines.append(f"{key.replace('_', ' ')}: {one_line(value, 300)}")
-    return "\n".join(lines) + "\n"
-
-
-_SLACK_SPECIAL = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
-_MENTION = re.compile(r"@(?=(everyone|here|channel)\b)", re.IGNORECASE)
-
-
-def slack_text(value: str) -> str:
-    """Slack's escaping: <!channel>, <@U123> and links all start with '<'; plain @channel too."""
-    return _MENTION.sub("@\u200b", value.translate(_SLACK_SPECIAL))
 
 
 # --- transports: one per channel kind ---
@@ -129,50 +86,37 @@ def _post(url: str, body: dict) -> None:
         raise DeliveryError(f"HTTP {response.status}", permanent=False)
 
 
-def _webhook(channel: NotificationChannel, alert: Alert, event: str) -> None:
-    _post(channel.target, payload(alert, event))
+def _webhook(channel: NotificationChannel, m: Message) -> None:
+    _post(channel.target, payload(m))
 
 
-def _slack(channel: NotificationChannel, alert: Alert, event: str) -> None:
-    _post(channel.target, {"text": slack_text(text(alert, event))})
+def _slack(channel: NotificationChannel, m: Message) -> None:
+    _post(channel.target, formats.slack(m))
 
 
-def _discord(channel: NotificationChannel, alert: Alert, event: str) -> None:
-    # allowed_mentions with nothing to parse: no @everyone, @here, user or role ping, whatever the text.
-    _post(channel.target, {"content": text(alert, event)[:2000], "allowed_mentions": {"parse": []}})
+def _discord(channel: NotificationChannel, m: Message) -> None:
+    _post(channel.target, formats.discord(m))
 
 
-def _telegram(channel: NotificationChannel, alert: Alert, event: str) -> None:
+def _telegram(channel: NotificationChannel, m: Message) -> None:
     base = (channel.api_url or TELEGRAM_API).rstrip("/")
-    # Plain text (no parse_mode): nothing in the text is markup.
-    _post(f"{base}/bot{channel.secret}/sendMessage", {"chat_id": channel.target, "text": text(alert, event)})
+    _post(f"{base}/bot{channel.secret}/sendMessage", {"chat_id": channel.target, **formats.telegram(m)})
 
 
-def _pagerduty(channel: NotificationChannel, alert: Alert, event: str) -> None:
-    _post(
-        channel.target or PAGERDUTY_EVENTS,
-        {
-            "routing_key": channel.secret,
-            "event_action": "resolve" if event == NotificationEvent.RESOLVED else "trigger",
-            "dedup_key": f"ctop-{alert.pk}",  # trigger and resolve address the same incident
-            "payload": {
-                "summary": text(alert, event)[:1024],
-                "source": alert.chain.name,
-                "severity": "critical" if alert.severity >= Severity.CRITICAL else "warning",
-                "custom_details": payload(alert, event),
-            },
-        },
-    )
+def _pagerduty(channel: NotificationChannel, m: Message) -> None:
+    _post(channel.target or PAGERDUTY_EVENTS, formats.pagerduty(m, channel.secret))
 
 
-def _email(channel: NotificationChannel, alert: Alert, event: str) -> None:
+def _email(channel: NotificationChannel, m: Message) -> None:
+    subject, body = formats.email(m)
     try:
-        send_mail(text(alert, event)[:200], email_body(alert, event), None, [channel.target], fail_silently=False)
+        # From: DEFAULT_FROM_EMAIL; the server and its credentials: EMAIL_URL (settings).
+        send_mail(subject, body, None, [channel.target], fail_silently=False)
     except OSError as exc:
         raise DeliveryError(f"mail: {type(exc).__name__}", permanent=False) from None
 
 
-TRANSPORTS: dict[str, Callable[[NotificationChannel, Alert, str], None]] = {
+TRANSPORTS: dict[str, Callable[[NotificationChannel, Message], None]] = {
     ChannelKind.WEBHOOK: _webhook,
     ChannelKind.SLACK: _slack,
     ChannelKind.DISCORD: _discord,
@@ -182,12 +126,12 @@ TRANSPORTS: dict[str, Callable[[NotificationChannel, Alert, str], None]] = {
 }
 
 
-def deliver(channel: NotificationChannel, alert: Alert, event: str) -> None:
+def deliver(channel: NotificationChannel, message: Message) -> None:
     transport = TRANSPORTS.get(channel.kind)
     if transport is None:
         raise DeliveryError(f"unknown channel kind {channel.kind!r}", permanent=True)
     try:
-        transport(channel, alert, event)
+        transport(channel, message)
     except DeliveryError:
         raise
     except Exception as exc:  # a bug or a refused header must fail this attempt, not the process
@@ -223,7 +167,8 @@ def send_due(now=None, *, channel_id: int | None = None, limit: int = 200) -> in
         ):
             continue
         try:
-            deliver(n.channel, n.alert, n.event)
+            # The state it was queued for: an opening sent after an escalation still says warning.
+            deliver(n.channel, compose(n.alert, n.event, n.severity))
         except DeliveryError as exc:
             _count(n.channel.kind, "failed")
             final = exc.permanent or n.attempts + 1 >= MAX_ATTEMPTS

@@ -10,6 +10,7 @@ while ctop itself was down, blind or catching up is a monitoring gap, never a st
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -20,8 +21,9 @@ from consensus.models import Chain, ChainStatus, FeedState, Vote, VoteType
 from consensus.selectors import LatestHeight
 from validators.selectors import latest_known_set
 
+from .escalation import missed_since, missed_votes_severity
 from .lifecycle import Clear, Finding, OpenAlerts
-from .models import UNKNOWN, AlertKind, AlertSettings, RoundVerdict, Severity
+from .models import UNKNOWN, Alert, AlertKind, AlertSettings, RoundVerdict, Severity
 
 Result = tuple[list[Finding], list[Clear]]
 
@@ -186,12 +188,20 @@ def halt_risk(chain: Chain, settings: AlertSettings, now: datetime, latest: Late
     return [], []
 
 
-def missed_votes(chain: Chain, settings: AlertSettings, open_alerts: OpenAlerts, latest: int | None) -> Result:
+def missed_votes(
+    chain: Chain,
+    settings: AlertSettings,
+    open_alerts: OpenAlerts,
+    latest: int | None,
+    jail_risk: Mapping[int, float] | None = None,
+) -> Result:
     """A validator missed votes in `consecutive_misses` heights in a row, or in `window_misses` of the
     last `window` heights it was judged on. Resolves after `resolve_after` fully signed heights in a
     row. Heights ctop knows nothing about for a validator (all unknown) are skipped: they neither
     count as misses nor as signed. More than `max_validator_alerts` validators at once is one
-    network-wide alert, not a flood of them."""
+    network-wide alert, not a flood of them. An alert opens as a warning and escalates with the
+    heights missed since it opened, or with its jail risk (validator id -> share of the slashing
+    window's allowed misses used; None or absent: unknown), see analysis.escalation."""
     if latest is None:
         return [], []
     depth = max(settings.window, settings.resolve_after, settings.consecutive_misses)
@@ -214,6 +224,9 @@ def missed_votes(chain: Chain, settings: AlertSettings, open_alerts: OpenAlerts,
     findings: list[Finding] = []
     clears: list[Clear] = []
     network: dict[int, tuple[int, int]] | None = None
+    # (validator, its missed heights in the window, heights judged, in a row, its latest height)
+    qualifying: list[tuple[int, list[int], int, int, dict]] = []
+    resolving: list[int] = []
     for vid, history in by_validator.items():
         history.sort(reverse=True)  # newest first
         history = history[:depth]
@@ -221,31 +234,48 @@ def missed_votes(chain: Chain, settings: AlertSettings, open_alerts: OpenAlerts,
         in_window = sum(1 for _, missed, _, _ in history[: settings.window] if missed)
         if consecutive >= settings.consecutive_misses or in_window >= settings.window_misses:
             heights = [h for h, missed, _, _ in history[: settings.window] if missed]
-            # Solo: this validator's trouble. Network-wide: over a third of the set missed with it.
-            network = network if network is not None else _missed_per_height(chain, latest - depth)
-            wide = any(missed * 3 > size for missed, size in (network.get(h, (0, 1)) for h in heights))
-            scope = "network-wide" if wide else "solo"
-            findings.append(
-                Finding(
-                    AlertKind.MISSED_VOTES,
-                    vid,
-                    Severity.CRITICAL if consecutive >= settings.window_misses else Severity.WARNING,
-                    f"missed votes in {in_window} of the last {min(len(history), settings.window)} heights"
-                    f" ({consecutive} in a row, {scope})",
-                    heights[0],
-                    {
-                        "heights": heights[:50],
-                        "scope": scope,
-                        "latest": {"height": history[0][0], "prevotes": history[0][2], "precommits": history[0][3]},
-                    },
-                )
-            )
+            newest = {"height": history[0][0], "prevotes": history[0][2], "precommits": history[0][3]}
+            qualifying.append((vid, heights, min(len(history), settings.window), consecutive, newest))
         elif (
             vid in open_ids
             and len(history) >= settings.resolve_after
             and all(not missed for _, missed, _, _ in history[: settings.resolve_after])
         ):
-            clears.append(Clear(AlertKind.MISSED_VOTES, vid, f"signed the last {settings.resolve_after} heights"))
+            resolving.append(vid)
+    # Heights missed since each open alert began (its escalation, and what its resolve message
+    # says), in one query; a new alert's are the misses in its window.
+    starts = {vid: _since_height(open_alerts[(AlertKind.MISSED_VOTES, vid)]) for vid in open_ids}
+    counts = missed_since(chain.pk, {v: starts[v] for v in [*(q[0] for q in qualifying), *resolving] if v in starts})
+    for vid, heights, judged, consecutive, newest in qualifying:
+        # Solo: this validator's trouble. Network-wide: over a third of the set missed with it.
+        network = network if network is not None else _missed_per_height(chain, latest - depth)
+        wide = any(missed * 3 > size for missed, size in (network.get(h, (0, 1)) for h in heights))
+        scope = "network-wide" if wide else "solo"
+        missed = max(counts.get(vid, (0, 0))[0], len(heights))
+        findings.append(
+            Finding(
+                AlertKind.MISSED_VOTES,
+                vid,
+                missed_votes_severity(missed, (jail_risk or {}).get(vid), settings),
+                f"missed votes in {len(heights)} of the last {judged} heights ({consecutive} in a row, {scope})",
+                heights[0],
+                {
+                    "heights": heights[:50],
+                    "scope": scope,
+                    "since_height": starts.get(vid, min(heights)),
+                    "missed": missed,
+                    "last_missed": heights[0],
+                    "latest": newest,
+                },
+            )
+        )
+    for vid in resolving:
+        note = f"signed the last {settings.resolve_after} heights"
+        if vid in counts:  # what its resolve message says: the misses since it opened, the last of them
+            missed, last = counts[vid]
+            clears.append(Clear(AlertKind.MISSED_VOTES, vid, note, details={"missed": missed, "last_missed": last}))
+        else:
+            clears.append(Clear(AlertKind.MISSED_VOTES, vid, note))
     return _capped(findings, clears, settings, open_alerts, latest)
 
 
@@ -268,6 +298,12 @@ def _capped(
         {"validators": sorted(f.validator_id for f in findings if f.validator_id)[:500], "count": len(findings)},
     )
     return [*kept, mass], clears
+
+
+def _since_height(alert: Alert) -> int:
+    """The first height an open missed-votes alert counts misses from (alerts opened before ctop
+    counted them: their first height)."""
+    return alert.details.get("since_height") or alert.first_height or 0
 
 
 def _missed_per_height(chain: Chain, above: int) -> dict[int, tuple[int, int]]:

@@ -6,6 +6,7 @@ against the local PostgreSQL and Redis; production must set SECRET_KEY (and leav
 
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -222,6 +223,36 @@ CTOP = {
     # canonical precommit signatures), and they would be over half of every vote row.
     "VOTE_SIGNATURES": env.bool("CTOP_VOTE_SIGNATURES", default=False),
 }
+
+
+def _public_base_url(value: str) -> str:
+    """CTOP_BASE_URL checked: http(s), a host, no credentials, query or fragment (it is put into
+    every notification). Errors never repeat the value: it might hold a password."""
+    value = value.strip()
+    if not value:
+        return ""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ImproperlyConfigured("CTOP_BASE_URL must be an http:// or https:// URL with a host")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise ImproperlyConfigured(
+            "CTOP_BASE_URL must not carry credentials, a query or a fragment: it is shown in every notification"
+        )
+    return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+
+
+# The team's public address of ctop (scheme://host[:port][/prefix]): notifications link to the
+# alert's page under it. Unset: messages carry no link.
+CTOP["BASE_URL"] = _public_base_url(env.str("CTOP_BASE_URL", default=""))
+
+# Mail, for the email notification channel: EMAIL_URL as django-environ reads it (smtp://host:25,
+# smtp+tls://user:password@host:587 for STARTTLS, smtp+ssl://...:465 for implicit TLS,
+# consolemail:// to print instead). The password is never logged.
+globals().update(env.email_url("EMAIL_URL", default="smtp://localhost:25"))
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="ctop@localhost")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+EMAIL_TIMEOUT = 10  # seconds: a mail server that never answers must not hold a notifier thread
+
 if CTOP["PARTITION_HEIGHTS"] < 1000:
     raise ImproperlyConfigured(
         f"CTOP_PARTITION_HEIGHTS must be at least 1000 (got {CTOP['PARTITION_HEIGHTS']}): a partition per few"

@@ -53,8 +53,8 @@ def test_hostile_text_reaches_no_header_no_second_line_and_pings_nobody(chain, s
     # Any failure to send ends as a failed attempt, never as a crashed process.
     calls = []
 
-    def broken(channel, alert, event):
-        calls.append(event)
+    def broken(channel, message):
+        calls.append(message.event)
         raise UnicodeError("a bug in a transport")
 
     NotificationChannel.objects.create(name="hook", kind=ChannelKind.WEBHOOK, target="http://127.0.0.1:9/x")
@@ -89,7 +89,7 @@ def test_discord_and_slack_messages_cannot_mention_anyone(chain):
         raise_or_update(chain, AlertKind.STALLED, None, now=timezone.now(), severity=Severity.CRITICAL, summary=summary)
         assert send_due() == 2
         bodies = dict(receiver.requests)
-        slack = bodies["/slack"]["text"]
+        slack = bodies["/slack"]["text"] + "\n".join(b["text"]["text"] for b in bodies["/slack"]["blocks"])
         assert "<" not in slack and ">" not in slack  # no <!channel>, <@U123> or link markup survives
         assert "&lt;!channel&gt;" in slack and "@\u200beveryone" in slack and "@\u200bhere" in slack
         discord = bodies["/discord"]

@@ -61,7 +61,7 @@ def test_transient_failures_retry_permanent_ones_stop(chain, receiver, caplog):
     n = Notification.objects.get(channel=flaky)
     assert (n.status, n.attempts) == ("pending", 1)
     assert send_due(now + timedelta(seconds=10)) == 1  # the backoff has passed
-    assert receiver.requests[-1][1]["text"].startswith("[ctop CRITICAL] testnet: halt risk")
+    assert receiver.requests[-1][1]["text"].startswith("[ctop CRITICAL] halt risk on testnet")
     # A permanent failure (4xx): recorded on the channel, not retried.
     NotificationChannel.objects.filter(pk=flaky.pk).update(enabled=False)
     broken = channel(ChannelKind.DISCORD, receiver.url + "/discord/BADTOKEN")
@@ -84,14 +84,23 @@ def test_pagerduty_trigger_and_resolve_share_a_dedup_key_and_filters_apply(chain
     quiet = channel(ChannelKind.WEBHOOK, receiver.url + "/critical-only", min_severity=Severity.CRITICAL)
     now = timezone.now()
     raise_or_update(chain, AlertKind.MISSED_VOTES, None, now=now, severity=Severity.WARNING, summary="missed")
+    send_due()
+    assert not Notification.objects.filter(channel=quiet).exists()  # below its minimum severity
+    raise_or_update(chain, AlertKind.MISSED_VOTES, None, now=now, severity=Severity.CRITICAL, summary="missed")
     resolve(chain, AlertKind.MISSED_VOTES, None, now=now)
     send_due()
-    actions = [
-        (b["event_action"], b["dedup_key"], b["routing_key"]) for p, b in receiver.requests if p == "/v2/enqueue"
+    sent = [b for p, b in receiver.requests if p == "/v2/enqueue"]
+    # The escalation triggers again under the same dedup key: PagerDuty adds it to the same incident.
+    assert [(b["event_action"], b["payload"]["severity"]) for b in sent] == [
+        ("trigger", "warning"),
+        ("trigger", "critical"),
+        ("resolve", "critical"),
     ]
-    assert [a for a, _, _ in actions] == ["trigger", "resolve"]
-    assert actions[0][1] == actions[1][1] and actions[0][2] == "routing-key-1"
-    assert not Notification.objects.filter(channel=quiet).exists()  # below its minimum severity
+    assert {b["dedup_key"] for b in sent} == {sent[0]["dedup_key"]} and sent[0]["routing_key"] == "routing-key-1"
+    assert list(Notification.objects.filter(channel=quiet).values_list("event", flat=True).order_by("id")) == [
+        "escalated",
+        "resolved",
+    ]
 
 
 @pytest.mark.django_db
@@ -100,7 +109,7 @@ def test_telegram_message(chain, receiver):
     raise_or_update(chain, AlertKind.STALLED, None, now=timezone.now(), severity=Severity.CRITICAL, summary="stalled")
     send_due()
     path, body = receiver.requests[0]
-    assert path == "/bot123:ABC/sendMessage" and "stalled" in body["text"]
+    assert path == "/bot123:ABC/sendMessage" and "stalled" in body["text"] and body["parse_mode"] == "HTML"
     assert body["chat_id"] == "-100200300"  # the chat id, never a piece of the token
 
 
@@ -115,9 +124,10 @@ def test_email_has_the_documented_shape(chain, settings):
     assert send_due() == 1
     (message,) = mail.outbox
     assert (message.from_email, message.to) == ("ctop@example.com", ["ops@example.com"])
-    assert message.subject == "[ctop CRITICAL] testnet: stuck"
+    assert message.subject == "[ctop CRITICAL] stalled chain on testnet"
     assert message.body.splitlines()[0] == message.subject and "kind: stalled" in message.body
     assert "chain: testnet" in message.body and "{" not in message.body  # text, not a Python dict
+    assert "url:" not in message.body and "/alerts/" not in message.body  # no CTOP_BASE_URL: no link
 
 
 @pytest.mark.django_db
@@ -137,11 +147,13 @@ def test_a_channel_limited_to_a_chain_gets_only_that_chain(chain, receiver):
 @pytest.mark.django_db
 def test_discord_payload_has_the_documented_shape(chain, receiver):
     # https://discord.com/developers/docs/resources/webhook#execute-webhook: content (<= 2000
-    # characters) and allowed_mentions; nothing else is needed, nothing unknown is sent.
+    # characters), embeds (a description <= 4096) and allowed_mentions; nothing unknown is sent.
     channel(ChannelKind.DISCORD, receiver.url + "/api/webhooks/1/token")
     raise_or_update(chain, AlertKind.STALLED, None, now=timezone.now(), severity=Severity.CRITICAL, summary="x" * 3000)
     send_due()
     ((path, body),) = receiver.requests
-    assert path == "/api/webhooks/1/token" and set(body) == {"content", "allowed_mentions"}
+    assert path == "/api/webhooks/1/token" and set(body) == {"content", "embeds", "allowed_mentions"}
     assert isinstance(body["content"], str) and 0 < len(body["content"]) <= 2000
+    (embed,) = body["embeds"]
+    assert 0 < len(embed["description"]) <= 4096 and len(embed["title"]) <= 256
     assert body["allowed_mentions"] == {"parse": []}

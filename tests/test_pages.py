@@ -66,7 +66,8 @@ def test_overview_shows_each_chain_with_its_latest_round_and_open_alerts(user_cl
     html = page(user_client, "overview")
     assert 'href="/chains/testnet/"' in html and ">18<" in html and ">Prevote<" in html
     assert "connected" in html and "http://n1:26657" in html
-    assert "1 critical" in html and "warning" not in html  # D's missed-votes alert: 5 heights in a row
+    # D's missed-votes alert: 5 heights in a row, a warning until it reaches 25 (analysis.escalation).
+    assert "1 warning" in html and "critical" not in html
 
 
 @pytest.mark.django_db
