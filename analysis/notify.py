@@ -21,7 +21,6 @@ from datetime import timedelta
 
 from django.core.mail import send_mail
 from django.db import IntegrityError, close_old_connections, connections, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from common import http
@@ -29,6 +28,7 @@ from common.backoff import exponential
 from common.pool import KeyedPool
 from common.text import one_line
 
+from .channels import channels_for
 from .models import (
     Alert,
     ChannelKind,
@@ -55,13 +55,8 @@ class DeliveryError(Exception):
 
 def enqueue(alert: Alert, event: str) -> int:
     """Queue `event` ("opened" or "resolved") of `alert` for every matching channel."""
-    channels = (
-        NotificationChannel.objects.filter(enabled=True, min_severity__lte=alert.severity)
-        .filter(Q(chains__isnull=True) | Q(chains=alert.chain_id))
-        .distinct()
-    )
     queued = 0
-    for channel in channels:
+    for channel in channels_for(alert):
         try:
             with transaction.atomic():
                 Notification.objects.create(alert=alert, channel=channel, event=event, next_attempt_at=timezone.now())
