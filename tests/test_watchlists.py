@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
@@ -26,6 +27,65 @@ from .analysishelpers import A, B, C, vid
 
 def watch(address: str, chain: Chain, note: str = "") -> WatchedValidator:
     return WatchedValidator.objects.create(validator=Validator.objects.get(chain=chain, address=address), note=note)
+
+
+# --- marking from the validator page ---
+
+
+@pytest.fixture
+def watcher(django_user_model):
+    """A team member granted the watch permissions (as staff grant them in the admin), not staff."""
+    from django.contrib.auth.models import Permission
+
+    user = django_user_model.objects.create_user("watcher", email="", password="pw-for-tests")
+    user.user_permissions.add(
+        *Permission.objects.filter(
+            content_type__app_label="analysis", codename__in=["add_watchedvalidator", "delete_watchedvalidator"]
+        )
+    )
+    strict = Client(enforce_csrf_checks=True)
+    strict.force_login(user)
+    return strict
+
+
+@pytest.mark.django_db
+def test_marking_and_unmarking_through_the_page_form_with_csrf(watcher, net):
+    page_url = reverse("analysis:validator", args=["testnet", A])
+    url = reverse("analysis:validator-watch", args=["testnet", A])
+    html = watcher.get(page_url).content.decode()
+    assert "not watched" in html and f'action="{url}"' in html and ">watch</button>" in html
+    assert watcher.post(url, {"watch": "1"}).status_code == 403  # no CSRF token: refused
+    assert not WatchedValidator.objects.exists()
+    token = watcher.cookies["csrftoken"].value
+    response = watcher.post(url, {"watch": "1", "note": "<b>our</b> sentry", "csrfmiddlewaretoken": token})
+    assert response.status_code == 302 and response["Location"] == page_url
+    mark = WatchedValidator.objects.get()
+    assert (mark.validator.address, mark.note, mark.added_by.username) == (A, "<b>our</b> sentry", "watcher")
+    html = watcher.get(page_url).content.decode()
+    assert '<span class="ok">watched</span>' in html and "by watcher" in html
+    assert "&lt;b&gt;our&lt;/b&gt; sentry" in html and "<b>our</b>" not in html  # escaped
+    assert "stop watching" in html
+    watcher.post(url, {"watch": "1", "csrfmiddlewaretoken": token})  # twice: still one mark, the first
+    assert WatchedValidator.objects.get().note == "<b>our</b> sentry"
+    assert watcher.post(url, {"watch": "0", "csrfmiddlewaretoken": token}).status_code == 302
+    assert not WatchedValidator.objects.exists()
+    assert watcher.get(url).status_code == 405  # POST only
+
+
+@pytest.mark.django_db
+def test_a_team_member_without_the_permission_sees_the_mark_but_no_button(user_client, net):
+    watch(A, net)
+    url = reverse("analysis:validator-watch", args=["testnet", A])
+    html = user_client.get(reverse("analysis:validator", args=["testnet", A])).content.decode()
+    assert '<span class="ok">watched</span>' in html and "stop watching" not in html and url not in html
+    assert user_client.post(url, {"watch": "0"}).status_code == 403
+    assert user_client.post(reverse("analysis:validator-watch", args=["testnet", B]), {"watch": "1"}).status_code == 403
+    assert WatchedValidator.objects.count() == 1
+    html = user_client.get(reverse("analysis:validator", args=["testnet", B])).content.decode()
+    assert "not watched" in html and ">watch</button>" not in html
+    anonymous = Client().post(url, {"watch": "0"})
+    assert anonymous.status_code == 302 and "/accounts/login/" in anonymous["Location"]
+    assert WatchedValidator.objects.count() == 1
 
 
 @pytest.mark.django_db
@@ -137,5 +197,3 @@ def test_the_admin_edits_a_channels_scope(staff_client, net):
     assert list(saved.validators.values_list("address", flat=True)) == [C]
     html = staff_client.get(reverse("admin:analysis_notificationchannel_change", args=[saved.pk])).content.decode()
     assert "admin-autocomplete" in html  # chosen by search, not from a list of every validator
-
-
