@@ -84,7 +84,8 @@ class Command(CtopCommand):
             rights = ["pages"]
             if user.is_superuser or user.user_permissions.filter(pk=permission.pk).exists():
                 rights.append("resolve")
-            if user.has_perms([f"analysis.{codename}" for codename in WATCH]):
+            granted = user.user_permissions.filter(content_type__app_label="analysis", codename__in=WATCH).count()
+            if user.is_superuser or granted == len(WATCH):  # not has_perms: a deactivated account has none
                 rights.append("watch")
             if user.is_staff:
                 rights.append("admin")
