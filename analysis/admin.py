@@ -13,7 +13,9 @@ from .models import (
     Notification,
     NotificationChannel,
     RoundVerdict,
+    ValidatorScope,
     ValidatorVerdict,
+    WatchedValidator,
 )
 
 
@@ -126,7 +128,18 @@ class NotificationChannelForm(forms.ModelForm):
 
     class Meta:
         model = NotificationChannel
-        fields = ["name", "kind", "target", "secret", "api_url", "chains", "min_severity", "enabled"]
+        fields = [
+            "name",
+            "kind",
+            "target",
+            "secret",
+            "api_url",
+            "chains",
+            "min_severity",
+            "validator_scope",
+            "validators",
+            "enabled",
+        ]
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -147,13 +160,30 @@ class NotificationChannelForm(forms.ModelForm):
         value = self.cleaned_data.get("secret", "")
         return value or (self.instance.secret if self.instance.pk else "")
 
+    def clean(self) -> dict:
+        data = super().clean()
+        # "Chosen" with nobody chosen would take chain alerts only: say so rather than stay silent.
+        if data.get("validator_scope") == ValidatorScope.CHOSEN and not data.get("validators"):
+            self.add_error("validators", "Choose at least one validator, or widen the scope.")
+        return data
+
 
 @admin.register(NotificationChannel)
 class NotificationChannelAdmin(admin.ModelAdmin):
     form = NotificationChannelForm
-    list_display = ["name", "kind", "target_shown", "min_severity", "enabled", "last_error_at", "last_error"]
-    list_filter = ["kind", "enabled"]
+    list_display = [
+        "name",
+        "kind",
+        "target_shown",
+        "min_severity",
+        "validator_scope",
+        "enabled",
+        "last_error_at",
+        "last_error",
+    ]
+    list_filter = ["kind", "enabled", "validator_scope"]
     filter_horizontal = ["chains"]
+    autocomplete_fields = ["validators"]  # a chain may have hundreds: search, never one big <select>
     readonly_fields = ["last_error", "last_error_at"]
 
     @admin.display(description="target")
@@ -167,7 +197,18 @@ class NotificationChannelAdmin(admin.ModelAdmin):
     def get_fields(self, request, obj=None):
         if obj is not None and not self.has_change_permission(request, obj):
             # A view-only user sees that secrets exist, never what they are.
-            return ["name", "kind", "target_shown", "secret_shown", "api_url", "chains", "min_severity", "enabled"]
+            return [
+                "name",
+                "kind",
+                "target_shown",
+                "secret_shown",
+                "api_url",
+                "chains",
+                "min_severity",
+                "validator_scope",
+                "validators",
+                "enabled",
+            ]
         return super().get_fields(request, obj)
 
     def get_readonly_fields(self, request, obj=None):
@@ -183,3 +224,31 @@ class NotificationAdmin(ReadOnlyEventAdmin):
     list_filter = ["status", "event", "channel"]
     list_select_related = ["alert", "channel"]
     ordering = ["-id"]
+
+
+@admin.register(WatchedValidator)
+class WatchedValidatorAdmin(admin.ModelAdmin):
+    """The team's validators ("ours"), per chain: also marked from each validator's page."""
+
+    list_display = ["validator", "address", "chain", "note", "added_by", "added_at", "page"]
+    list_filter = ["validator__chain"]
+    search_fields = ["=validator__address", "^validator__address", "validator__moniker", "note"]
+    list_select_related = ["validator__chain", "added_by"]
+    autocomplete_fields = ["validator"]
+    readonly_fields = ["added_by", "added_at"]
+    ordering = ["validator__chain__name", "validator__moniker", "validator__address"]
+
+    @admin.display(description="address", ordering="validator__address")
+    def address(self, obj: WatchedValidator) -> str:
+        return obj.validator.address
+
+    @admin.display(description="chain", ordering="validator__chain__name")
+    def chain(self, obj: WatchedValidator) -> str:
+        return obj.validator.chain.name
+
+    page = page_link("participation")
+
+    def save_model(self, request, obj: WatchedValidator, form, change: bool) -> None:
+        if not change:
+            obj.added_by = request.user
+        super().save_model(request, obj, form, change)

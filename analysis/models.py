@@ -10,6 +10,7 @@ missed in round 1.
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import Q
@@ -318,6 +319,14 @@ class ChannelKind(models.TextChoices):
     EMAIL = "email", "email"
 
 
+class ValidatorScope(models.TextChoices):
+    """Which validators' alerts a channel takes (alerts about the whole chain ignore it)."""
+
+    ALL = "all", "all validators"
+    WATCHED = "watched", "watched validators only"
+    CHOSEN = "chosen", "the chosen validators only"
+
+
 class NotificationChannel(models.Model):
     """Where alerts go. Secrets (URLs with tokens, routing keys) live here and are never logged."""
 
@@ -339,6 +348,16 @@ class NotificationChannel(models.Model):
     )
     chains = models.ManyToManyField("consensus.Chain", blank=True, help_text="Only these chains (none = all).")
     min_severity = models.SmallIntegerField(choices=Severity.choices, default=Severity.WARNING)
+    validator_scope = models.CharField(
+        max_length=8,
+        choices=ValidatorScope.choices,
+        default=ValidatorScope.ALL,
+        help_text="Alerts about one validator: of any, of watched ones, or of the chosen ones. Alerts about "
+        "a whole chain (halt risk, stalled, ctop blind) reach the channel whatever this says.",
+    )
+    validators = models.ManyToManyField(
+        "consensus.Validator", blank=True, related_name="+", help_text="The chosen validators (scope: chosen)."
+    )
     enabled = models.BooleanField(default=True)
     last_error = models.TextField(blank=True, help_text="The last permanent failure (fix the channel, then re-enable).")
     last_error_at = models.DateTimeField(null=True, blank=True)
@@ -395,3 +414,21 @@ class Notification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event} {self.alert_id} -> {self.channel_id} ({self.status})"
+
+
+class WatchedValidator(models.Model):
+    """A validator the team runs or cares for ("ours"): the overview's panel, channels scoped to them.
+    Kept here, not on consensus.Validator: that table is the record of what the chains said."""
+
+    validator = models.OneToOneField("consensus.Validator", on_delete=models.CASCADE, related_name="watch")
+    note = models.CharField(max_length=200, blank=True, help_text="Why it is watched, whose node it is.")
+    added_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    added_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"watched: {self.validator}"
+
+    def get_absolute_url(self) -> str:
+        return self.validator.get_absolute_url()  # settings.ABSOLUTE_URL_OVERRIDES: its page

@@ -22,7 +22,6 @@ from datetime import timedelta
 
 from django.core.mail import send_mail
 from django.db import IntegrityError, close_old_connections, connections, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from common import http
@@ -31,6 +30,7 @@ from common.pool import KeyedPool
 from common.text import one_line
 
 from . import formats
+from .channels import channels_for
 from .formats import slack_text  # noqa: F401 (the name tests and callers have used)
 from .messages import Message, compose, payload
 from .models import Alert, ChannelKind, Notification, NotificationChannel, NotificationStatus
@@ -51,14 +51,9 @@ class DeliveryError(Exception):
 
 def enqueue(alert: Alert, event: str) -> int:
     """Queue `event` ("opened", "escalated" or "resolved") of `alert`, at its severity now, for every
-    matching channel."""
-    channels = (
-        NotificationChannel.objects.filter(enabled=True, min_severity__lte=alert.severity)
-        .filter(Q(chains__isnull=True) | Q(chains=alert.chain_id))
-        .distinct()
-    )
+    matching channel (analysis.channels: chains, minimum severity, validator scope)."""
     queued = 0
-    for channel in channels:
+    for channel in channels_for(alert):
         try:
             with transaction.atomic():
                 Notification.objects.create(

@@ -16,4 +16,5 @@ urlpatterns = [
     path("chains/<slug:name>/performance/", views.chain_performance, name="performance"),
     path("chains/<slug:name>/heights/<int:height>/", views.height_detail, name="height"),
     path("chains/<slug:name>/validators/<str:address>/", views.validator_detail, name="validator"),
+    path("chains/<slug:name>/validators/<str:address>/watch/", views.validator_watch, name="validator-watch"),
 ]

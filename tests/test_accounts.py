@@ -123,12 +123,31 @@ def test_resolving_by_hand_follows_the_permission_not_staff(chain):
 
 
 @pytest.mark.django_db
+def test_marking_validators_as_watched_follows_the_permission(chain):
+    from consensus.models import Validator
+
+    Validator.objects.create(chain=chain, address="A" * 40)
+    plain, _ = sign_in("jo", team_add("jo"))
+    allowed, _ = sign_in("kim", team_add("kim", "--can-watch"))
+    page, url = f"/chains/testnet/validators/{'A' * 40}/", f"/chains/testnet/validators/{'A' * 40}/watch/"
+    assert ">watch</button>" not in plain.get(page).content.decode()
+    assert plain.post(url, {"watch": "1", "csrfmiddlewaretoken": plain.cookies["csrftoken"].value}).status_code == 403
+    assert ">watch</button>" in allowed.get(page).content.decode()
+    token = allowed.cookies["csrftoken"].value
+    assert allowed.post(url, {"watch": "1", "csrfmiddlewaretoken": token}).status_code == 302
+    assert '<span class="ok">watched</span>' in plain.get(page).content.decode()
+    out = StringIO()
+    call_command("team", "list", stdout=out)
+    assert "kim: pages, watch\n" in out.getvalue() and "jo: pages\n" in out.getvalue()
+
+
+@pytest.mark.django_db
 def test_team_command_lists_resets_and_refuses_nonsense():
     team_add("gina", "--staff")
     team_add("hal")
     out = StringIO()
     call_command("team", "list", stdout=out)
-    assert "gina: pages, resolve, admin" in out.getvalue() and "hal: pages" in out.getvalue()
+    assert "gina: pages, resolve, watch, admin" in out.getvalue() and "hal: pages\n" in out.getvalue()
     out = StringIO()
     call_command("team", "reset-password", "hal", stdout=out)
     new = re.search(r"new password for 'hal': (\S+)", out.getvalue()).group(1)

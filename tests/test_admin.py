@@ -14,6 +14,7 @@ from analysis.models import (
     AlertSettings,
     Notification,
     NotificationChannel,
+    WatchedValidator,
 )
 from consensus.models import ChainStatus, CommitSignature, DeadLetter, Gap, Round, RoundStep, Step, Vote, VoteType
 from validators.models import SetIndexState
@@ -50,6 +51,7 @@ def populated(chain):
     ch = NotificationChannel.objects.create(name="hook", kind="webhook", target="http://127.0.0.1:9/x")
     Notification.objects.create(alert=alert, channel=ch, event="opened", next_attempt_at=NOW)
     AlertSettings.objects.create(chain=chain)
+    WatchedValidator.objects.create(validator=v, note="ours")
     return chain
 
 

@@ -204,6 +204,7 @@ def test_notification_secrets_are_write_only_in_the_admin(client, django_user_mo
     url = f"/admin/analysis/notificationchannel/{tg.pk}/change/"
     assert "BOTTOKEN" not in client.get(url).content.decode()
     form = {"name": "tg", "kind": "telegram", "target": "-1002", "secret": "", "api_url": "", "min_severity": "20"}
+    form["validator_scope"] = "all"
     assert client.post(url, form).status_code == 302
     tg.refresh_from_db()
     assert (tg.target, tg.secret) == ("-1002", "123:BOTTOKEN")

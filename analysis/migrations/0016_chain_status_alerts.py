@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('analysis', '0013_empty_blocks_alert'),
+        ('analysis', '0015_watchlists'),
     ]
 
     operations = [

@@ -6,7 +6,7 @@ from .chains import chain_live, chain_live_fragment, height_detail, heights_grid
 from .metrics import metrics
 from .overview import overview
 from .performance import chain_performance
-from .validators import validator_detail
+from .validators import validator_detail, validator_watch
 
 __all__ = [
     "alert_detail",
@@ -20,4 +20,5 @@ __all__ = [
     "metrics",
     "overview",
     "validator_detail",
+    "validator_watch",
 ]

@@ -10,6 +10,7 @@ from common.text import redact_url
 from consensus.models import Chain, ChainStatus, DeadLetter, FeedState, Step, Validator
 from consensus.selectors import latest_heights, open_gap_counts
 
+from .. import watchlist
 from ..models import Severity
 from ..rules import stale_after
 from ..selectors import open_alert_counts
@@ -31,7 +32,7 @@ def feed(status: ChainStatus | None, now) -> tuple[str, bool, str]:
 @login_required
 def overview(request):
     """Every chain: latest height, round and step, time since the height started, the endpoint ctop
-    is connected to, open alerts by severity."""
+    is connected to, open alerts by severity; then the team's watched validators (analysis.watchlist)."""
     now = timezone.now()
     statuses = {s.chain_id: s for s in ChainStatus.objects.all()}
     alerts = open_alert_counts()
@@ -66,5 +67,11 @@ def overview(request):
     return render(
         request,
         "analysis/overview.html",
-        {"rows": rows, "dead_letters": DeadLetter.objects.count(), "now": now},
+        {
+            "rows": rows,
+            "watched": watchlist.panel(),
+            "watch_windows": (f"{watchlist.RECENT:,}", f"{watchlist.LONG:,}"),
+            "dead_letters": DeadLetter.objects.count(),
+            "now": now,
+        },
     )

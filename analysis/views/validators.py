@@ -1,23 +1,28 @@
 """One validator: its charts over time (participation, vote arrival delay, proposer turns: SVG
 drawn on the server, analysis.charts over analysis.timeline's bounded read), uptime, recent misses,
 and its active-set history (joins, leaves, power changes). Everything per height comes from the
-history tier (analysis.history): kept for years, after the per-validator verdicts are pruned."""
+history tier (analysis.history): kept for years, after the per-validator verdicts are pruned.
+Marking it watched ("ours") or not: a POST with CSRF, allowed by the analysis.add_watchedvalidator and
+analysis.delete_watchedvalidator permissions (granted in the admin), not by staff status."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.views.decorators.http import require_POST
 
 from consensus.models import Validator
 from validators.models import SetMembership, StatusChange, ValidatorStatus
 
 from .. import chainstatus, charts, latency, timeline
 from ..history import validator_heights
-from ..models import Alert
+from ..models import Alert, WatchedValidator
 
 UPTIME_HEIGHTS = 10_000
 LATENCY_HEIGHTS = 100
@@ -81,5 +86,28 @@ def validator_detail(request: HttpRequest, name: str, address: str) -> HttpRespo
             "status_note": chainstatus.status_note(validator.chain),
             "status_changes": StatusChange.objects.filter(validator=validator).order_by("-seen_at")[:20],
             "risk": risk,
+            "watch": WatchedValidator.objects.filter(validator=validator).select_related("added_by").first(),
         },
     )
+
+
+@require_POST
+@login_required
+def validator_watch(request: HttpRequest, name: str, address: str) -> HttpResponse:
+    """Watch (`watch=1`, with an optional `note`) or stop watching (`watch=0`) the validator."""
+    validator = get_object_or_404(Validator, chain__name=name, address=address.upper())
+    watch = request.POST.get("watch") == "1"
+    needed = "analysis.add_watchedvalidator" if watch else "analysis.delete_watchedvalidator"
+    if not request.user.has_perm(needed):
+        raise PermissionDenied
+    if watch:
+        # get_or_create: a second click (or a second tab) keeps the first mark and its author.
+        _, created = WatchedValidator.objects.get_or_create(
+            validator=validator,
+            defaults={"added_by": request.user, "note": request.POST.get("note", "").strip()[:200]},
+        )
+        messages.success(request, "Watched." if created else "Already watched.")
+    else:
+        WatchedValidator.objects.filter(validator=validator).delete()
+        messages.success(request, "No longer watched.")
+    return redirect("analysis:validator", name=name, address=validator.address)

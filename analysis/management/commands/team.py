@@ -1,13 +1,15 @@
 """`manage.py team`: the team's accounts, for people who read the pages but do not run ctop.
 
-    manage.py team add alice [--email a@example.com] [--can-resolve] [--staff]
+    manage.py team add alice [--email a@example.com] [--can-resolve] [--can-watch] [--staff]
     manage.py team list
     manage.py team reset-password alice
     manage.py team deactivate alice
 
 A new account, or a reset one, gets a random password printed once (it can be changed at
 /accounts/password/). Team members sign in at /accounts/login/ and see every page; the admin is for
-staff only. --can-resolve grants analysis.resolve_alert (resolving an alert by hand).
+staff only. --can-resolve grants analysis.resolve_alert (resolving an alert by hand); --can-watch
+grants analysis.add_watchedvalidator and delete_watchedvalidator (marking validators as ours on their
+pages); --staff grants both.
 """
 
 from __future__ import annotations
@@ -21,9 +23,15 @@ from django.core.management.base import CommandError
 from common.cli import CtopCommand
 from common.commands import require_database
 
+WATCH = ("add_watchedvalidator", "delete_watchedvalidator")
+
 
 def _permission() -> Permission:
     return Permission.objects.get(content_type__app_label="analysis", codename="resolve_alert")
+
+
+def _watch_permissions() -> list[Permission]:
+    return list(Permission.objects.filter(content_type__app_label="analysis", codename__in=WATCH))
 
 
 class Command(CtopCommand):
@@ -35,7 +43,10 @@ class Command(CtopCommand):
         add.add_argument("username")
         add.add_argument("--email", default="")
         add.add_argument("--can-resolve", action="store_true", help="May resolve alerts by hand.")
-        add.add_argument("--staff", action="store_true", help="May also use the admin (implies --can-resolve).")
+        add.add_argument("--can-watch", action="store_true", help="May mark validators as watched (ours).")
+        add.add_argument(
+            "--staff", action="store_true", help="May also use the admin (implies --can-resolve and --can-watch)."
+        )
         sub.add_parser("list", help="Every account, with what it may do.")
         reset = sub.add_parser("reset-password", help="A new random password, printed once.")
         reset.add_argument("username")
@@ -60,6 +71,8 @@ class Command(CtopCommand):
         user = users.create_user(opts["username"], email=opts["email"], password=password, is_staff=opts["staff"])
         if opts["can_resolve"] or opts["staff"]:
             user.user_permissions.add(_permission())
+        if opts["can_watch"] or opts["staff"]:
+            user.user_permissions.add(*_watch_permissions())
         self.stdout.write(
             f"created {user.username!r} with password {password} (shown once; sign in at /accounts/login/, "
             "change it at /accounts/password/)"
@@ -71,6 +84,9 @@ class Command(CtopCommand):
             rights = ["pages"]
             if user.is_superuser or user.user_permissions.filter(pk=permission.pk).exists():
                 rights.append("resolve")
+            granted = user.user_permissions.filter(content_type__app_label="analysis", codename__in=WATCH).count()
+            if user.is_superuser or granted == len(WATCH):  # not has_perms: a deactivated account has none
+                rights.append("watch")
             if user.is_staff:
                 rights.append("admin")
             state = "" if user.is_active else " (deactivated)"
