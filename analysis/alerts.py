@@ -31,8 +31,11 @@ def evaluate(
     stored = state.latest.height if state.latest else None
     w = rules.watch(chain, state.status, now, stored)
     findings, clears = [], []
+    # A missed-votes alert escalates at a jail-risk share too (analysis.escalation): the chain's own
+    # counters, from fresh status reads only (one query; none on a chain without a REST API).
+    risks = chainstatus.jail_shares(chain_id=chain.pk, now=now) if chain.rest_url else {}
     for found, cleared in (
-        rules.missed_votes(chain, settings, state.open_alerts, state.latest_judged),
+        rules.missed_votes(chain, settings, state.open_alerts, state.latest_judged, jail_risk=risks),
         rules.halt_risk(chain, settings, now, state.latest, w),
         rules.stalled(chain, settings, now, state.latest, w),
         rules.monitoring(chain, settings, now, w, observer_since),

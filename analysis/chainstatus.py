@@ -128,6 +128,26 @@ def jail_risks(chain: Chain, validator_ids: list[int], latest_judged: int | None
     return out
 
 
+def jail_shares(
+    validator_ids: list[int] | None = None, *, chain_id: int | None = None, now: datetime | None = None
+) -> dict[int, float]:
+    """Each validator's share (0..1) of its chain's allowed misses used, where the chain's REST API
+    said so: of these validators, or of every validator of `chain_id`; with `now`, only from status
+    reads fresh at that moment (an alert decides nothing on a stale read). One query."""
+    out: dict[int, float] = {}
+    statuses = ValidatorStatus.objects.filter(missed_blocks_counter__isnull=False)
+    if validator_ids is not None:
+        statuses = statuses.filter(validator_id__in=validator_ids)
+    if chain_id is not None:
+        statuses = statuses.filter(chain_id=chain_id)
+    for s in statuses.select_related("chain__rest_status"):
+        rest = getattr(s.chain, "rest_status", None)
+        allowance = rest.allowed_misses if rest else None
+        if allowance and (now is None or _fresh(s.read_at, now)):
+            out[s.validator_id] = s.missed_blocks_counter / allowance
+    return out
+
+
 def _fresh(read_at: datetime | None, now: datetime) -> bool:
     return read_at is not None and (now - read_at).total_seconds() <= STALE_SECONDS
 

@@ -19,6 +19,7 @@ from django.db.models import Count, Max
 
 from consensus.models import Chain, Validator
 
+from . import chainstatus
 from .history import CODES, LETTERS
 from .models import MAX_VERDICT_ROUNDS, MISSED, Alert, Severity, WatchedValidator
 from .pagedata import _cell
@@ -95,8 +96,8 @@ class WatchedRow:
     missed: int = 0
     open_alerts: int = 0
     worst: Severity | None = None  # the most severe of its open alerts
-    # Jail risk needs the chain's slashing parameters and the validator's signing info, which ctop
-    # does not collect yet: None until that status data exists, shown as "—", never guessed.
+    # The chain's missed-blocks counter against its allowance, in percent (analysis.chainstatus);
+    # None where the chain's REST API gave no slashing data: shown as "—", never guessed.
     jail_risk: float | None = None
 
     @property
@@ -160,6 +161,8 @@ def panel() -> list[WatchedRow]:
         .values_list("validator_id", "count", "worst")
     ):
         rows[vid].open_alerts, rows[vid].worst = count, Severity(worst)
+    for vid, share in chainstatus.jail_shares(list(rows)).items():
+        rows[vid].jail_risk = 100 * share
     return list(rows.values())
 
 

@@ -78,7 +78,7 @@ def test_jail_risk_warns_then_turns_critical_then_resolves(slashing):
     assert key not in evaluate(slashing, rule)
     alert.refresh_from_db()
     assert alert.details["resolution"] == "counter at 20%"
-    assert events(alert) == ["opened", "resolved"]
+    assert events(alert) == ["opened", "escalated", "resolved"]  # one message per state
 
 
 @pytest.mark.django_db
@@ -177,3 +177,30 @@ def test_the_validator_page_shows_the_chains_word_and_says_why_when_it_cannot(sl
     page = user_client.get(f"/chains/{slashing.name}/validators/{A}/").content.decode()
     assert "The last read of the REST API failed" in page and "connection refused" in page
     assert "allowed misses" not in page
+
+
+@pytest.mark.django_db
+def test_the_chains_counter_escalates_a_missed_votes_alert_and_fills_the_watchlist(slashing, user_client):
+    """With the chain's REST API read, a validator that has used 60% of its allowed misses (over
+    critical_jail_risk, 50%) gets a critical missed-votes alert at its first few misses, before the
+    25 missed heights; and the "my validators" panel shows that 60%."""
+    from analysis.alerts import evaluate as evaluate_chain
+    from analysis.models import WatchedValidator
+    from analysis.runner import MissingVoteAnalyzer
+
+    slashing.rest_url = "http://127.0.0.1:9"  # never read here: the status rows stand for its reply
+    slashing.save()
+    AlertSettings.objects.create(chain=slashing, consecutive_misses=3, grace_seconds=0)
+    set_status(slashing, missed_blocks_counter=30)
+    for h in range(10, 20):
+        votes = all_sign()
+        if h >= 14:
+            del votes[0][A]
+        play(slashing, h, votes)
+    MissingVoteAnalyzer([slashing], fetch_sets=False, fetch_commits=False).run_once()
+    evaluate_chain(slashing, timezone.now())
+    alert = Alert.objects.get(chain=slashing, kind=AlertKind.MISSED_VOTES, is_open=True)
+    assert alert.validator_id == vid(slashing, A) and alert.severity == Severity.CRITICAL
+    WatchedValidator.objects.create(validator_id=vid(slashing, A))
+    page = user_client.get("/").content.decode()
+    assert ">60%</td>" in page
