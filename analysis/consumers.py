@@ -26,6 +26,11 @@ def session_group(session_key: str) -> str:
     return "session-" + hashlib.sha256(session_key.encode()).hexdigest()[:32]
 
 
+def user_group(user_id: int) -> str:
+    """A channel-layer group for every live page of one account: deactivating it ends them all."""
+    return f"user-{int(user_id)}"
+
+
 class ChainLiveConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -33,7 +38,7 @@ class ChainLiveConsumer(AsyncJsonWebsocketConsumer):
         if user is None or not user.is_authenticated or not await self._chain_exists(name):
             await self.close(code=4403)
             return
-        self.groups_joined = [group_name(name)]
+        self.groups_joined = [group_name(name), user_group(user.pk)]
         session = self.scope.get("session")
         if session is not None and session.session_key:
             self.groups_joined.append(session_group(session.session_key))

@@ -105,3 +105,26 @@ def test_the_socket_signs_in_with_the_session_cookie_and_signing_out_closes_it(c
         return closed
 
     assert async_to_sync(scenario)() == {"type": "websocket.close", "code": 4401}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deactivating_an_account_closes_its_open_pages(chain, django_user_model):
+    """`manage.py team deactivate` (or unticking "active" in the admin): the account's open live
+    pages close at once, other accounts' stay open."""
+    from django.core.management import call_command
+
+    member = django_user_model.objects.create_user("member", password="pw-for-tests")
+    other = django_user_model.objects.create_user("other", password="pw-for-tests")
+
+    async def scenario():
+        from asgiref.sync import sync_to_async
+
+        mine, theirs = communicator("/ws/chains/testnet/", member), communicator("/ws/chains/testnet/", other)
+        assert (await mine.connect())[0] and (await theirs.connect())[0]
+        await sync_to_async(call_command, thread_sensitive=False)("team", "deactivate", "member")
+        closed = await mine.receive_output(timeout=5)
+        still_open = await theirs.receive_nothing(timeout=0.5)
+        await theirs.disconnect()
+        return closed, still_open
+
+    assert async_to_sync(scenario)() == ({"type": "websocket.close", "code": 4401}, True)
