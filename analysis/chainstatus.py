@@ -30,6 +30,8 @@ Result = tuple[list[Finding], list[Clear]]
 RATE_HEIGHTS = 100  # the "current" miss rate: over this many latest judged heights
 RECENT_HEIGHTS = 600  # a set change younger than this is news (about an hour of 6 s blocks)
 STALE_SECONDS = 3600  # a status read older than this neither opens nor resolves anything
+FOLLOW_SECONDS = 7 * 86400  # a jailing or tombstoning ctop saw is alerted on for a week, then left to people
+HYSTERESIS = 0.1  # jail risk resolves this far under its warning share
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,8 @@ class JailRisk:
     share: float | None  # counter / allowance
     ctop_missed: int | None  # ctop's count of missed commit signatures over the same window
     ctop_heights: int | None  # heights of that window ctop judged (fewer when it was not watching)
-    seconds_to_jail: float | None  # at the recent miss rate; None when it misses nothing lately
+    seconds_to_jail: float | None  # at the recent miss rate; None when not known or it misses nothing lately
+    recent_rate: int | None = None  # its misses in the latest RATE_HEIGHTS judged heights (None: not counted)
 
 
 def status_note(chain: Chain) -> str:
@@ -124,6 +127,7 @@ def jail_risks(chain: Chain, validator_ids: list[int], latest_judged: int | None
             own.get(vid, 0) if judged is not None else None,
             judged,
             eta,
+            rate.get(vid, 0) if recent else None,
         )
     return out
 
@@ -143,7 +147,7 @@ def jail_shares(
     for s in statuses.select_related("chain__rest_status"):
         rest = getattr(s.chain, "rest_status", None)
         allowance = rest.allowed_misses if rest else None
-        if allowance and (now is None or _fresh(s.read_at, now)):
+        if allowance and (now is None or _fresh(s.counters_read_at, now)):
             out[s.validator_id] = s.missed_blocks_counter / allowance
     return out
 
@@ -152,44 +156,57 @@ def _fresh(read_at: datetime | None, now: datetime) -> bool:
     return read_at is not None and (now - read_at).total_seconds() <= STALE_SECONDS
 
 
+def _recent(since: datetime | None, now: datetime) -> bool:
+    return since is not None and (now - since).total_seconds() <= FOLLOW_SECONDS
+
+
 def status_alerts(chain: Chain, settings: AlertSettings, open_alerts: OpenAlerts, now: datetime) -> Result:
-    """Jail risk, jailed and tombstoned, from the latest status read (a stale read decides nothing)."""
+    """Jail risk, jailed and tombstoned, from the latest status read. A stale read decides nothing
+    (the staking read for jailed, the slashing read for the counters: a slashing API down for days
+    leaves old counters that must not keep an alert open). Jailed and tombstoned alert on what ctop
+    saw happen, for FOLLOW_SECONDS: a validator jailed for years before ctop first read it, or
+    abandoned since, is not a page. Resolving waits out the chain's cool-down, and jail risk resolves
+    only 10 points under its warning share: a counter hovering at the line makes one alert, not one
+    per read (a load-balanced REST API whose nodes disagree cannot make them flap either)."""
     rest = ChainRestStatus.objects.filter(chain=chain).first()
     allowance = rest.allowed_misses if rest else None
+    cooldown = float(settings.cooldown_seconds)
     findings: list[Finding] = []
     clears: list[Clear] = []
     for s in ValidatorStatus.objects.filter(chain=chain):
-        if not _fresh(s.read_at, now):
-            continue
         vid = s.validator_id
-        if s.tombstoned:
-            findings.append(
-                Finding(
-                    AlertKind.TOMBSTONED, vid, Severity.CRITICAL, "tombstoned: slashed for double signing, for good"
-                )
-            )
-        if s.jailed:
-            until = f" until {s.jailed_until:%Y-%m-%d %H:%M} UTC" if s.jailed_until else ""
-            findings.append(
-                Finding(AlertKind.JAILED, vid, Severity.CRITICAL, f"jailed{until} (status {s.bond_status})")
-            )
-        else:
-            clears.append(Clear(AlertKind.JAILED, vid, "unjailed"))
+        if _fresh(s.read_at, now):
+            if s.tombstoned and _recent(s.tombstoned_since, now):
+                note = "tombstoned: slashed for double signing, for good"
+                findings.append(Finding(AlertKind.TOMBSTONED, vid, Severity.CRITICAL, note))
+            if s.jailed and _recent(s.jailed_since, now):
+                until = f" until {s.jailed_until:%Y-%m-%d %H:%M} UTC" if s.jailed_until else ""
+                note = f"jailed{until} (status {s.bond_status})"
+                findings.append(Finding(AlertKind.JAILED, vid, Severity.CRITICAL, note))
+            elif not s.jailed:
+                clears.append(Clear(AlertKind.JAILED, vid, "unjailed", cooldown))
+            if s.jailed or s.bond_status != "bonded":
+                note = "jailed" if s.jailed else f"no longer bonded ({s.bond_status})"
+                clears.append(Clear(AlertKind.JAIL_RISK, vid, note, cooldown))
+        if s.jailed or s.bond_status != "bonded" or not _fresh(s.counters_read_at, now):
+            continue  # only a bonded validator's counter rises; a stale counter decides nothing
         share = s.missed_blocks_counter / allowance if s.missed_blocks_counter is not None and allowance else None
-        if share is not None and not s.jailed and share >= settings.jail_risk_warning > 0:
-            severity = Severity.CRITICAL if share >= settings.jail_risk_critical else Severity.WARNING
+        if share is None or settings.jail_risk_warning <= 0:
+            continue
+        if share >= settings.jail_risk_warning:
+            critical = 0 < settings.critical_jail_risk <= share
             findings.append(
                 Finding(
                     AlertKind.JAIL_RISK,
                     vid,
-                    severity,
+                    Severity.CRITICAL if critical else Severity.WARNING,
                     f"jail risk: {s.missed_blocks_counter} of {allowance} allowed misses ({share:.0%})"
                     f" in the chain's window of {rest.signed_blocks_window} blocks",
                     details={"counter": s.missed_blocks_counter, "allowance": allowance, "share": round(share, 4)},
                 )
             )
-        elif share is not None or s.jailed:
-            clears.append(Clear(AlertKind.JAIL_RISK, vid, "jailed" if s.jailed else f"counter at {share:.0%}"))
+        elif share < settings.jail_risk_warning - HYSTERESIS:
+            clears.append(Clear(AlertKind.JAIL_RISK, vid, f"counter at {share:.0%}", cooldown))
     return findings, clears
 
 
@@ -229,7 +246,8 @@ def set_alerts(chain: Chain, settings: AlertSettings, open_alerts: OpenAlerts, l
     for kind, vid in list(open_alerts):
         if kind == AlertKind.LEFT_SET and vid in current:
             first = min(lo for lo, u, _ in by_validator[vid] if u is None or u > latest)
-            clears.append(Clear(AlertKind.LEFT_SET, vid, f"rejoined the active set at height {first}"))
+            note = f"rejoined the active set at height {first}"
+            clears.append(Clear(AlertKind.LEFT_SET, vid, note, float(settings.cooldown_seconds)))
         if kind == AlertKind.POWER_CHANGED and not any(
             f.kind == AlertKind.POWER_CHANGED and f.validator_id == vid for f in findings
         ):

@@ -4,9 +4,9 @@ the alert opened, or has used `critical_jail_risk` of the misses its chain's sla
 whichever comes first. Each step up is one notification (analysis.lifecycle).
 
 The decision is a pure function of its inputs, so a further trigger is one more argument. The jail
-risk is such an input: ctop does not know it yet (it needs the chain's slashing parameters), so
-analysis.alerts calls the rule without it (rules.missed_votes(..., jail_risk=None)) and an unknown
-risk never escalates. Whoever computes it passes {validator id: share} there.
+risk is such an input: analysis.alerts passes {validator id: share} from the chain's own counters
+(analysis.chainstatus.jail_shares, fresh reads only) where the chain's REST API is read; an unknown
+risk never escalates.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ def missed_votes_severity(missed_heights: int, jail_risk_share: float | None, se
     misses. A threshold of 0 turns its trigger off."""
     if settings.critical_missed_heights and missed_heights >= settings.critical_missed_heights:
         return Severity.CRITICAL
-    if jail_risk_share is not None and settings.critical_jail_risk and jail_risk_share >= settings.critical_jail_risk:
+    threshold = settings.critical_jail_risk
+    if jail_risk_share is not None and threshold > 0 and jail_risk_share >= threshold:
         return Severity.CRITICAL
     return Severity.WARNING
 

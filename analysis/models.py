@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
@@ -285,18 +286,23 @@ class AlertSettings(models.Model):
         "opened (0: never by count).",
     )
     critical_jail_risk = models.FloatField(
-        default=0.5,
+        default=0.8,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
         help_text="Missed votes: critical once this share of the misses the chain's slashing window allows "
-        "is used (0: never; applies where ctop knows a validator's jail risk).",
+        "is used (0: never; where the chain's REST API is read). The jail-risk alert's critical share too.",
     )
 
     # The chain's own status (analysis.chainstatus).
     jail_risk_warning = models.FloatField(
-        default=0.5, help_text="Jail risk: the chain's missed-blocks counter passes this share of the allowance..."
+        default=0.5,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Jail risk: the chain's missed-blocks counter passes this share of the allowance (0: off); "
+        "critical from critical_jail_risk.",
     )
-    jail_risk_critical = models.FloatField(default=0.8, help_text="...and is critical past this share.")
     power_change_share = models.FloatField(
-        default=0.2, help_text="Voting power changed: by more than this share in one step (0: off)."
+        default=0.2,
+        validators=[MinValueValidator(0.0)],
+        help_text="Voting power changed: by more than this share in one step (0: off).",
     )
 
     class Meta:

@@ -21,7 +21,7 @@ from consensus.models import Chain, Validator
 
 from . import chainstatus
 from .history import CODES, LETTERS
-from .models import MAX_VERDICT_ROUNDS, MISSED, Alert, Severity, WatchedValidator
+from .models import MAX_VERDICT_ROUNDS, MISSED, Alert, AlertSettings, Severity, WatchedValidator
 from .pagedata import _cell
 
 RECENT = 100  # heights: "how is it doing now"
@@ -99,6 +99,7 @@ class WatchedRow:
     # The chain's missed-blocks counter against its allowance, in percent (analysis.chainstatus);
     # None where the chain's REST API gave no slashing data: shown as "—", never guessed.
     jail_risk: float | None = None
+    jail_class: str = "dim"  # ok / warn / bad against the chain's jail-risk thresholds
 
     @property
     def validator(self) -> Validator:
@@ -161,8 +162,18 @@ def panel() -> list[WatchedRow]:
         .values_list("validator_id", "count", "worst")
     ):
         rows[vid].open_alerts, rows[vid].worst = count, Severity(worst)
-    for vid, share in chainstatus.jail_shares(list(rows)).items():
-        rows[vid].jail_risk = 100 * share
+    shares = chainstatus.jail_shares(list(rows))
+    if shares:
+        # Coloured by each chain's own thresholds (AlertSettings; defaults where a chain has none).
+        chain_ids = {w.validator.chain_id for w in watches}
+        settings = {s.chain_id: s for s in AlertSettings.objects.filter(chain_id__in=chain_ids)}
+        for vid, share in shares.items():
+            row = rows[vid]
+            t = settings.get(row.validator.chain_id) or AlertSettings()
+            row.jail_risk = 100 * share
+            row.jail_class = (
+                "bad" if 0 < t.critical_jail_risk <= share else "warn" if 0 < t.jail_risk_warning <= share else "ok"
+            )
     return list(rows.values())
 
 

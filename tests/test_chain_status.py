@@ -285,9 +285,19 @@ def test_rest_urls_from_the_command_line():
         "a": "https://lcd.example",
         "b": "http://h:1317",
     }
-    for bad in ("nourl", "a=", "a=ftp://x", "a=https://"):
-        with pytest.raises(ValueError, match="--rest"):
+    for bad, why in (
+        ("nourl", "expected NAME=URL"),
+        ("a=", "expected NAME=URL"),
+        ("a=ftp://x", "http"),
+        ("a=https://", "http"),
+        ("a b=https://x", "not a chain name"),
+        ("a=https://lcd.example/?apikey=k", "no query"),
+        ("a=https://lcd.example/" + "p" * 300, "longer than 200"),
+    ):
+        with pytest.raises(ValueError, match=why):
             parse_rest_urls([bad])
-    with pytest.raises(ValueError, match="http") as exc:
-        parse_rest_urls(["a=gopher://user:hunter2@x"])
-    assert "hunter2" not in str(exc.value)
+    # A value's credentials or key are never repeated, whatever is wrong with it.
+    for secret in ("https://user:hunter2@lcd.example", "cosmoshub https://user:hunter2@x", "a=gopher://u:hunter2@x"):
+        with pytest.raises(ValueError, match="--rest #1") as exc:
+            parse_rest_urls([secret])
+        assert "hunter2" not in str(exc.value)

@@ -45,14 +45,14 @@ def base_url(settings):
 
 
 def test_the_escalation_decision_takes_missed_heights_and_a_jail_risk():
-    s = AlertSettings()  # the defaults: 25 heights, half the slashing window's allowance
-    assert (s.critical_missed_heights, s.critical_jail_risk) == (25, 0.5)
+    s = AlertSettings()  # the defaults: 25 heights, 80% of the slashing window's allowance
+    assert (s.critical_missed_heights, s.critical_jail_risk) == (25, 0.8)
     assert missed_votes_severity(2, None, s) == Severity.WARNING
     assert missed_votes_severity(24, None, s) == Severity.WARNING
     assert missed_votes_severity(25, None, s) == Severity.CRITICAL
     # Whichever comes first: a jail risk escalates an alert with few misses.
-    assert missed_votes_severity(3, 0.49, s) == Severity.WARNING
-    assert missed_votes_severity(3, 0.5, s) == Severity.CRITICAL
+    assert missed_votes_severity(3, 0.79, s) == Severity.WARNING
+    assert missed_votes_severity(3, 0.8, s) == Severity.CRITICAL
     assert missed_votes_severity(3, None, s) == Severity.WARNING  # unknown never escalates
     off = AlertSettings(critical_missed_heights=0, critical_jail_risk=0)
     assert missed_votes_severity(10_000, 1.0, off) == Severity.WARNING
@@ -73,7 +73,7 @@ def test_the_rule_escalates_on_a_jail_risk_when_one_is_given(net):
     latest = HeightVerdict.objects.filter(chain=net).order_by("-height").values_list("height", flat=True)[0]
     s = AlertSettings(chain=net)
     d = vid(net, D)
-    for risk, severity in ((None, Severity.WARNING), ({d: 0.2}, Severity.WARNING), ({d: 0.6}, Severity.CRITICAL)):
+    for risk, severity in ((None, Severity.WARNING), ({d: 0.2}, Severity.WARNING), ({d: 0.85}, Severity.CRITICAL)):
         (finding,), _ = rules.missed_votes(net, s, open_alerts, latest, jail_risk=risk)
         assert (finding.validator_id, finding.details["missed"], finding.severity) == (d, 2, severity)
 

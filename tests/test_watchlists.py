@@ -311,5 +311,6 @@ def test_the_overview_reads_the_panel_in_constant_queries(user_client, net):
     with CaptureQueriesContext(connection) as five:
         html = user_client.get(reverse("analysis:overview")).content.decode()
     assert html.split('id="my-validators"')[1].count('class="strip"') == 5
-    # The watch list, the history read (in its own transaction, JIT off: four statements), the alerts.
-    assert len(five) == len(one) == len(none) + 5
+    # The watch list, the history read (in its own transaction, JIT off: four statements), the alerts,
+    # the chain's jail-risk counters.
+    assert len(five) == len(one) == len(none) + 6

@@ -116,7 +116,14 @@ class ValidatorStatus(models.Model):
     commission = models.DecimalField(max_digits=20, decimal_places=18, null=True, blank=True)
     missed_blocks_counter = models.BigIntegerField(null=True, blank=True, help_text="None: no signing info read.")
     jailed_until = models.DateTimeField(null=True, blank=True)
-    read_at = models.DateTimeField()
+    read_at = models.DateTimeField(help_text="The last staking read (bond status, jailed, tokens).")
+    counters_read_at = models.DateTimeField(
+        null=True, blank=True, help_text="The last slashing read (counter, jailed until): older when it fails."
+    )
+    # When ctop saw it become jailed / tombstoned (None: it was so at ctop's first read, or is not):
+    # alerts follow the events ctop witnessed, not a state some validator has been in for years.
+    jailed_since = models.DateTimeField(null=True, blank=True)
+    tombstoned_since = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name_plural = "validator statuses"

@@ -18,6 +18,7 @@ without `rest_url` has no status and keeps working.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -38,6 +39,7 @@ from .indexer import IndexerError
 from .models import ChainRestStatus, StatusChange, ValidatorStatus
 
 log = logging.getLogger("ctop.indexer")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$", re.IGNORECASE)  # as consensus.networks names chains
 
 STAKING = "/cosmos/staking/v1beta1/validators"
 PARAMS = "/cosmos/slashing/v1beta1/params"
@@ -45,25 +47,44 @@ SIGNING = "/cosmos/slashing/v1beta1/signing_infos"
 NO_REST = "no REST endpoint configured for this chain (Chain.rest_url): status, monikers and jail risk need one"
 
 
+MAX_REST_URL = Chain._meta.get_field("rest_url").max_length
+
+
 def parse_rest_urls(values: list[str]) -> dict[str, str]:
-    """`--rest NAME=URL` values: {chain name: REST base URL}. ValueError says what is wrong."""
+    """`--rest NAME=URL` values: {chain name: REST base URL}. ValueError says what is wrong without
+    repeating the value (it may carry credentials or an API key)."""
     out: dict[str, str] = {}
-    for value in values:
+    for n, value in enumerate(values, 1):
         name, sep, url = value.partition("=")
         name, url = name.strip(), url.strip().rstrip("/")
+        where = f"--rest #{n}"
         if not sep or not name or not url:
-            raise ValueError(f"--rest {one_line(value, 80)!r}: expected NAME=URL, e.g. cosmoshub=https://lcd.example")
+            raise ValueError(f"{where}: expected NAME=URL, e.g. cosmoshub=https://lcd.example")
+        if not _NAME.match(name):
+            raise ValueError(f"{where}: {one_line(name, 40)!r} is not a chain name")
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            # Not the URL itself in the message: it may carry credentials.
-            raise ValueError(f"--rest {name}: the REST URL must be http:// or https:// with a host")
+            raise ValueError(f"{where} ({name}): the REST URL must be http:// or https:// with a host")
+        if parts.query or parts.fragment:
+            raise ValueError(f"{where} ({name}): a REST base URL takes no query or fragment (paths are appended)")
+        if len(url) > MAX_REST_URL:
+            raise ValueError(f"{where} ({name}): the REST URL is longer than {MAX_REST_URL} characters")
         out[name] = url
     return out
 
 
+_warned: set[str] = set()
+
+
 def with_rest_urls(chains: list[Chain], rest: dict[str, str]) -> list[Chain]:
-    """Give the named chains their --rest URL (stored, so pages and other processes see it); cheap
-    enough for every tick, so a chain registered later gets its URL as soon as it appears."""
+    """Give the named chains their --rest URL (stored, so pages and other processes see it; the
+    command line wins over an edit in the admin while it runs). Cheap enough for every tick, so a
+    chain registered later gets its URL as soon as it appears; a name that matches no watched chain
+    is said once in the log."""
+    names = {c.name for c in chains}
+    for name in rest.keys() - names - _warned:
+        log.warning("--rest %s: no such chain is watched (yet); its REST URL is kept for when it is", name)
+        _warned.add(name)
     for chain in chains:
         url = rest.get(chain.name)
         if url and chain.rest_url != url:
@@ -192,13 +213,19 @@ def _store(
         before = (status.bond_status, status.jailed, status.tombstoned) if vid in previous else None
         status.bond_status, status.jailed, status.tokens, status.commission = v.status, v.jailed, v.tokens, v.commission
         status.read_at = now
-        info = infos.get(address)
-        if info is not None:
-            status.missed_blocks_counter = info.missed_blocks_counter
-            status.jailed_until = info.jailed_until
-            status.tombstoned = status.tombstoned or info.tombstoned  # tombstoning is for ever
-        elif not slashing_error:
-            status.missed_blocks_counter = None  # the chain has no signing info for it (yet)
+        if not slashing_error:
+            info = infos.get(address)
+            status.counters_read_at = now
+            # None: the chain has no signing info for it (yet).
+            status.missed_blocks_counter = info.missed_blocks_counter if info else None
+            status.jailed_until = info.jailed_until if info else None
+            status.tombstoned = status.tombstoned or bool(info and info.tombstoned)  # tombstoning is for ever
+        if before is not None and status.jailed and not before[1]:
+            status.jailed_since = now
+        elif not status.jailed:
+            status.jailed_since = None
+        if before is not None and status.tombstoned and not before[2]:
+            status.tombstoned_since = now
         status.save()
         after = (status.bond_status, status.jailed, status.tombstoned)
         if before != after:

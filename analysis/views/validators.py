@@ -22,7 +22,8 @@ from validators.models import SetMembership, StatusChange, ValidatorStatus
 
 from .. import chainstatus, charts, latency, timeline
 from ..history import validator_heights
-from ..models import Alert, WatchedValidator
+from ..messages import human_duration
+from ..models import Alert, AlertSettings, WatchedValidator
 
 UPTIME_HEIGHTS = 10_000
 LATENCY_HEIGHTS = 100
@@ -61,6 +62,7 @@ def validator_detail(request: HttpRequest, name: str, address: str) -> HttpRespo
     status = ValidatorStatus.objects.filter(validator=validator).first()
     latest_judged = heights[0].height if heights else None
     risk = chainstatus.jail_risks(validator.chain, [validator.pk], latest_judged).get(validator.pk)
+    thresholds = AlertSettings.for_chain(validator.chain)
     return render(
         request,
         "analysis/validator_detail.html",
@@ -86,6 +88,12 @@ def validator_detail(request: HttpRequest, name: str, address: str) -> HttpRespo
             "status_note": chainstatus.status_note(validator.chain),
             "status_changes": StatusChange.objects.filter(validator=validator).order_by("-seen_at")[:20],
             "risk": risk,
+            "jail_warn": thresholds.jail_risk_warning,
+            "jail_crit": thresholds.critical_jail_risk,
+            "commission_pct": float(status.commission) * 100 if status and status.commission is not None else None,
+            "time_to_jail": human_duration(timedelta(seconds=risk.seconds_to_jail))
+            if risk and risk.seconds_to_jail is not None
+            else None,
             "watch": WatchedValidator.objects.filter(validator=validator).select_related("added_by").first(),
         },
     )
