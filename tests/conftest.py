@@ -25,6 +25,16 @@ def redis_client():
 
 
 @pytest.fixture
+def receiver():
+    """An HTTP server on 127.0.0.1 that records what notification channels send it."""
+    from .receivers import Receiver
+
+    r = Receiver()
+    yield r
+    r.close()
+
+
+@pytest.fixture
 def sim():
     """A simulator on its own event loop; the test adds chains, then starts it; stopped after."""
     from consensus.simulator import SimulatorThread

@@ -27,16 +27,8 @@ from analysis.runner import MissingVoteAnalyzer
 from consensus.models import Validator
 
 from .analysishelpers import A, B, C, D, play
-from .receivers import Receiver
 
 BASE = "https://ctop.example.com/team"
-
-
-@pytest.fixture
-def receiver():
-    r = Receiver()
-    yield r
-    r.close()
 
 
 @pytest.fixture

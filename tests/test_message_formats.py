@@ -24,19 +24,11 @@ from analysis.notify import send_due
 from consensus.models import Validator
 
 from .conftest import ROOT
-from .receivers import Receiver
 
 EVIL = "<b>x</b> @everyone <!channel> *bold* \r\nBcc: evil@example.com"
 # The moniker as one line (CR and LF become a space, runs of spaces one).
 FLAT = "<b>x</b> @everyone <!channel> *bold* Bcc: evil@example.com"
 ADDRESS = "ABCDEF0123456789ABCDEF0123456789ABCDEF01"
-
-
-@pytest.fixture
-def receiver():
-    r = Receiver()
-    yield r
-    r.close()
 
 
 @pytest.fixture

@@ -11,15 +11,6 @@ from analysis.lifecycle import raise_or_update, resolve
 from analysis.models import AlertKind, ChannelKind, Notification, NotificationChannel, Severity
 from analysis.notify import send_due
 
-from .receivers import Receiver
-
-
-@pytest.fixture
-def receiver():
-    r = Receiver()
-    yield r
-    r.server.shutdown()
-
 
 def channel(kind, target, **kw):
     n = NotificationChannel.objects.count()

@@ -47,6 +47,8 @@ def index_chain(chain: Chain, *, sets: bool = True, status: bool = True) -> bool
         log.warning("%s: %s", chain.name, exc)
         _record_error(chain, str(exc))
         return False
+    if read.changed:
+        log.info("%s: %d validator status change(s)", chain.name, read.changed)
     return read.slashing_error in ("", NO_REST)
 
 

@@ -114,38 +114,32 @@ class _Budget:
         return remaining
 
 
+def _read(base: str, path: str, decode, budget: _Budget, what: str, params: dict | None = None):
+    """One GET of the REST API within what is left of the pass's budget, decoded; every way it can
+    fail is an IndexerError that says which read and why."""
+    try:
+        response = http.get(f"{base}{path}", params=params, deadline=budget.left(what), max_bytes=max_reply_bytes())
+        if response.status != 200:
+            raise IndexerError(f"{what} not read: REST API answered HTTP {response.status}")
+        return decode(response.body)
+    except http.HTTPError as exc:
+        raise IndexerError(f"{what} not read: {exc}") from None
+    except p.ProtocolError as exc:
+        raise IndexerError(f"{what} not read: the REST reply is malformed: {exc}") from None
+
+
 def _pages(base: str, path: str, decode, budget: _Budget, max_pages: int, what: str):
     key = ""
     for _ in range(max_pages):
         params = {"pagination.limit": "500"}
         if key:
             params["pagination.key"] = key
-        try:
-            response = http.get(f"{base}{path}", params=params, deadline=budget.left(what), max_bytes=max_reply_bytes())
-            if response.status != 200:
-                raise IndexerError(f"{what} not read: REST API answered HTTP {response.status}")
-            page = decode(response.body)
-        except http.HTTPError as exc:
-            raise IndexerError(f"{what} not read: {exc}") from None
-        except p.ProtocolError as exc:
-            raise IndexerError(f"{what} not read: the REST reply is malformed: {exc}") from None
+        page = _read(base, path, decode, budget, what, params)
         yield page
         key = page.next_key
         if not key:
             return
     raise IndexerError(f"{what} not read: more than {max_pages} pages")
-
-
-def _params(base: str, budget: _Budget) -> SlashingParams:
-    try:
-        response = http.get(f"{base}{PARAMS}", deadline=budget.left("slashing params"), max_bytes=max_reply_bytes())
-        if response.status != 200:
-            raise IndexerError(f"slashing params not read: REST API answered HTTP {response.status}")
-        return decode_slashing_params(response.body)
-    except http.HTTPError as exc:
-        raise IndexerError(f"slashing params not read: {exc}") from None
-    except p.ProtocolError as exc:
-        raise IndexerError(f"slashing params not read: the REST reply is malformed: {exc}") from None
 
 
 def refresh_status(chain: Chain, *, budget: float = 30.0, max_pages: int = 50) -> StatusRead:
@@ -177,7 +171,7 @@ def refresh_status(chain: Chain, *, budget: float = 30.0, max_pages: int = 50) -
     params: SlashingParams | None = None
     infos: dict[str, SigningInfo] = {}
     try:
-        params = _params(base, clock)
+        params = _read(base, PARAMS, decode_slashing_params, clock, "slashing params")
         for page in _pages(base, SIGNING, decode_signing_infos, clock, max_pages, "signing infos"):
             infos.update((i.address, i) for i in page.infos if i.address in known)
     except IndexerError as exc:

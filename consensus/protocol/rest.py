@@ -72,19 +72,29 @@ def _text(value: object, path: str, limit: int) -> str:
     return one_line(f.string(value, path), limit)
 
 
+def reply(body: str | bytes) -> dict:
+    """A REST reply's JSON object."""
+    try:
+        return f.obj(json.loads(body), "reply")
+    except (ValueError, RecursionError) as exc:
+        raise MalformedFrame(f"reply is not JSON: {exc}") from None
+
+
+def page_items(doc: dict, key: str, limit: int) -> list:
+    """A paginated reply's list under `key`, at most `limit` long (one page of a REST API)."""
+    raw = f.get(doc, key, "reply")
+    if not isinstance(raw, list):
+        raise BadValue(f"{key}: expected a list, got {type(raw).__name__}")
+    if len(raw) > limit:
+        raise BadValue(f"{key}: {len(raw)} on one page is implausible")
+    return raw
+
+
 def decode_staking_validators(body: str | bytes) -> StakingPage:
     """`/cosmos/staking/v1beta1/validators`: validators with their consensus keys and monikers."""
     try:
-        try:
-            doc = json.loads(body)
-        except (ValueError, RecursionError) as exc:
-            raise MalformedFrame(f"reply is not JSON: {exc}") from None
-        doc = f.obj(doc, "reply")
-        raw = f.get(doc, "validators", "reply")
-        if not isinstance(raw, list):
-            raise BadValue(f"validators: expected a list, got {type(raw).__name__}")
-        if len(raw) > MAX_VALIDATORS_PER_PAGE:
-            raise BadValue(f"validators: {len(raw)} on one page is implausible")
+        doc = reply(body)
+        raw = page_items(doc, "validators", MAX_VALIDATORS_PER_PAGE)
         out = []
         for i, item in enumerate(raw):
             p = f"validators[{i}]"

@@ -12,7 +12,6 @@ every address must carry a valid bech32 checksum, and anything else is a Protoco
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,7 +20,7 @@ from decimal import Decimal
 from . import fields as f
 from .errors import BadValue, MalformedFrame, ProtocolError
 from .keys import bech32_address
-from .rest import decimal
+from .rest import decimal, page_items, reply
 
 MAX_WINDOW = 10**9  # blocks; real chains use 100 to 100,000
 MAX_INFOS_PER_PAGE = 10_000
@@ -57,16 +56,9 @@ class SigningInfoPage:
     next_key: str
 
 
-def _doc(body: str | bytes) -> dict:
-    try:
-        return f.obj(json.loads(body), "reply")
-    except (ValueError, RecursionError) as exc:
-        raise MalformedFrame(f"reply is not JSON: {exc}") from None
-
-
 def decode_slashing_params(body: str | bytes) -> SlashingParams:
     try:
-        params = f.obj(f.get(_doc(body), "params", "reply"), "params")
+        params = f.obj(f.get(reply(body), "params", "reply"), "params")
         window = f.integer(
             f.get(params, "signed_blocks_window", "params"), "params.signed_blocks_window", lo=1, hi=MAX_WINDOW
         )
@@ -92,12 +84,8 @@ def decode_slashing_params(body: str | bytes) -> SlashingParams:
 
 def decode_signing_infos(body: str | bytes) -> SigningInfoPage:
     try:
-        doc = _doc(body)
-        raw = f.get(doc, "info", "reply")
-        if not isinstance(raw, list):
-            raise BadValue(f"info: expected a list, got {type(raw).__name__}")
-        if len(raw) > MAX_INFOS_PER_PAGE:
-            raise BadValue(f"info: {len(raw)} on one page is implausible")
+        doc = reply(body)
+        raw = page_items(doc, "info", MAX_INFOS_PER_PAGE)
         out = []
         for i, item in enumerate(raw):
             p = f"info[{i}]"
